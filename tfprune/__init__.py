@@ -1,0 +1,37 @@
+"""tfprune: prune Keras 3 models while they train, ship them smaller.
+
+Quickstart:
+
+```python
+import keras
+import tfprune
+
+pruned = tfprune.prune(model, tfprune.schedules.PolynomialDecay(0.0, 0.9, 0, 2000))
+pruned.compile("adam", "mse")
+pruned.fit(x, y, epochs=10, callbacks=[tfprune.PruningCallback()])
+final = tfprune.strip(pruned)
+print(tfprune.sparsity_report(final))
+```
+"""
+
+from tfprune import schedules
+from tfprune._callback import PruningCallback
+from tfprune._prune import prune
+from tfprune._registry import register_prunable_layer
+from tfprune._report import SparsityReport
+from tfprune._report import sparsity_report
+from tfprune._strip import strip
+from tfprune._wrapper import PruningWrapper
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PruningCallback",
+    "PruningWrapper",
+    "SparsityReport",
+    "prune",
+    "register_prunable_layer",
+    "schedules",
+    "sparsity_report",
+    "strip",
+]

@@ -1,0 +1,189 @@
+"""`PruningCallback`: updates the masks of a pruned model on schedule."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+
+from tfprune import _wrapper
+from tfprune._validation import check_positive_int
+from tfprune._validation import received
+
+
+def overall_sparsity(wrappers) -> float:
+    """Fraction of zeros over every weight the wrappers prune."""
+    total = zeros = 0
+    for w in wrappers:
+        for value in w.masked_values():
+            size = math.prod(tuple(value.shape))
+            total += size
+            zeros += size - int(keras.ops.count_nonzero(value))
+    return zeros / total if total else 0.0
+
+
+@keras.saving.register_keras_serializable("tfprune")
+class PruningCallback(keras.callbacks.Callback):
+    """Updates the pruning masks during `fit`; the one callback pruning needs.
+
+    The clock is `model.optimizer.iterations`, the number of optimizer steps
+    taken, so the schedule survives `steps_per_execution > 1`, several `fit`
+    calls and a model reloaded from a checkpoint. A wrapper's masks are
+    updated when its schedule has begun and `update_every` steps have passed
+    since its last update, and always at the first opportunity at or after
+    the schedule's `end_step`, so the final sparsity is reached exactly then
+    whatever `update_every` is. The callback checks at the start of training
+    and after every batch (every `steps_per_execution` steps).
+
+    The overall sparsity of the pruned weights is written into `logs` as
+    `"sparsity"`, so it shows in the progress bar and in `History`.
+
+    Args:
+        update_every: minimum number of steps between two mask updates.
+            Defaults to 100.
+        log_dir: optional directory; per-layer sparsity is written there as
+            TensorBoard scalars (`sparsity/<layer>`) at each update, and the
+            overall sparsity at each epoch end.
+
+    Example:
+
+    ```python
+    pruned = tfprune.prune(model, tfprune.schedules.PolynomialDecay(0.0, 0.9, 0, 2000))
+    pruned.compile("adam", "mse")
+    pruned.fit(x, y, epochs=10, callbacks=[tfprune.PruningCallback(update_every=50)])
+    ```
+
+    In a custom training loop, call the hooks yourself:
+
+    ```python
+    callback = tfprune.PruningCallback()
+    callback.set_model(pruned)
+    callback.on_train_begin()
+    for step, (x, y) in enumerate(dataset):
+        train_step(x, y)              # forward with training=True, optimizer.apply
+        callback.on_train_batch_end(step)
+    callback.on_train_end()
+    ```
+    """
+
+    def __init__(self, update_every: int = 100, log_dir: str | None = None):
+        super().__init__()
+        self.update_every = check_positive_int("update_every", update_every)
+        if log_dir is not None and not isinstance(log_dir, str):
+            raise TypeError(f"`log_dir` must be a path string or None. {received('log_dir', log_dir)}")
+        self.log_dir = log_dir
+        self._wrappers = []
+        self._last = {}  # id(wrapper) -> step of its last update, mirrors pruning_step
+        self._writer = None
+        self.sparsity = 0.0
+
+    # ------------------------------------------------------------- helpers
+    def _step(self) -> int:
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is None:
+            raise ValueError(
+                "PruningCallback needs a compiled model (its clock is "
+                "`model.optimizer.iterations`); call `model.compile(...)` "
+                f"first. Received: model={self.model.name}"
+            )
+        return int(keras.ops.convert_to_numpy(optimizer.iterations))
+
+    def _due(self, wrapper, step: int) -> bool:
+        schedule = wrapper.schedule
+        if step < schedule.begin_step:
+            return False
+        last = self._last[id(wrapper)]
+        if last < 0:
+            return True
+        if last >= schedule.end_step:
+            return False
+        return step - last >= self.update_every or step >= schedule.end_step
+
+    def update_masks(self, step: int | None = None) -> bool:
+        """Updates the masks that are due at `step` (default: the clock).
+
+        Returns:
+            True if any mask changed.
+        """
+        step = self._step() if step is None else int(step)
+        updated = []
+        for wrapper in self._wrappers:
+            if self._due(wrapper, step):
+                wrapper.prune_to(wrapper.schedule(step))
+                wrapper.pruning_step.assign(step)
+                self._last[id(wrapper)] = step
+                updated.append(wrapper)
+        if updated:
+            self.sparsity = overall_sparsity(self._wrappers)
+            if self._writer is not None:
+                self._write_layer_scalars(updated, step)
+        return bool(updated)
+
+    def _write_layer_scalars(self, wrappers, step):
+        import tensorflow as tf
+
+        with self._writer.as_default(step=step):
+            for wrapper in wrappers:
+                for pw, value in zip(wrapper.pruned_weights, wrapper.masked_values()):
+                    size = math.prod(tuple(value.shape))
+                    zeros = size - int(keras.ops.count_nonzero(value))
+                    tf.summary.scalar(f"sparsity/{pw.name}", zeros / size)
+            tf.summary.scalar("sparsity/overall", self.sparsity)
+        self._writer.flush()
+
+    # --------------------------------------------------------------- hooks
+    def on_train_begin(self, logs=None):
+        self._wrappers = _wrapper.find_wrappers(self.model)
+        if not self._wrappers:
+            raise ValueError(
+                "PruningCallback found no PruningWrapper in the model; prune it "
+                "first with `tfprune.prune(model, sparsity)`. "
+                f"Received: model={self.model.name}"
+            )
+        unbuilt = [w.name for w in self._wrappers if w.pruning_step is None]
+        if unbuilt:
+            raise ValueError(
+                f"PruningWrapper layers {unbuilt} are not built; build the model "
+                "(call it on data or give it an Input) before training. "
+                f"Received: model={self.model.name}"
+            )
+        for wrapper in self._wrappers:
+            wrapper._callback_active = True
+        self._last = {
+            id(w): int(keras.ops.convert_to_numpy(w.pruning_step)) for w in self._wrappers
+        }
+        if self.log_dir is not None:
+            import tensorflow as tf
+
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        self.update_masks()
+        self.sparsity = overall_sparsity(self._wrappers)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.update_masks()
+        if logs is not None:
+            logs["sparsity"] = self.sparsity
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["sparsity"] = self.sparsity
+        if self._writer is not None:
+            import tensorflow as tf
+
+            with self._writer.as_default(step=self._step()):
+                tf.summary.scalar("sparsity/overall", self.sparsity)
+            self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        for wrapper in self._wrappers:
+            wrapper._callback_active = False
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def get_config(self):
+        return {"update_every": self.update_every, "log_dir": self.log_dir}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
