@@ -1,0 +1,109 @@
+"""Helpers shared by the examples: tables, file sizes, JSON and plots."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import tarfile
+import time
+
+import numpy as np
+
+
+def format_table(headers, rows, right=None) -> str:
+    """An aligned plain-text table; `right` lists right-aligned columns
+    (default: every column but the first)."""
+    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    right = set(range(1, len(headers))) if right is None else set(right)
+
+    def line(row):
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))
+        ).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])
+
+
+def file_sizes(path) -> tuple:
+    """`(raw, gzipped)` size in bytes of a file, or of a folder's files
+    (a folder is gzipped as one tar archive)."""
+    if os.path.isdir(path):
+        raw = sum(
+            os.path.getsize(os.path.join(root, f))
+            for root, _, files in os.walk(path)
+            for f in files
+        )
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            tar.add(path, arcname=os.path.basename(path))
+        data = buffer.getvalue()
+    else:
+        raw = os.path.getsize(path)
+        with open(path, "rb") as f:
+            data = f.read()
+    return raw, len(gzip.compress(data, compresslevel=9, mtime=0))
+
+
+def kib(n: int) -> str:
+    return f"{n / 1024:,.1f} KiB"
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def save_json(path, obj) -> None:
+    """Writes `obj` (NumPy values allowed) as indented JSON."""
+    with open(path, "w") as f:
+        json.dump(_plain(obj), f, indent=2)
+        f.write("\n")
+
+
+def plot_sparsity_and_metric(path, sparsity, metric, metric_label, phases, title) -> None:
+    """Saves a PNG with a metric per epoch (left axis) and the sparsity per
+    epoch (right axis); `phases` is a list of `(label, first_epoch)` whose
+    boundaries are drawn as vertical lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    epochs = np.arange(1, len(metric) + 1)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot(epochs, metric, "o-", color="tab:blue", markersize=3, label=metric_label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric_label, color="tab:blue")
+    ax.grid(alpha=0.3)
+    ax2 = ax.twinx()
+    ax2.plot(epochs, sparsity, "s-", color="tab:red", markersize=3, label="sparsity")
+    ax2.set_ylabel("sparsity of the pruned weights", color="tab:red")
+    ax2.set_ylim(-0.02, 1.02)
+    for label, first in phases:
+        ax.axvline(first - 0.5, color="gray", linestyle="--", linewidth=1)
+        ax.text(first - 0.4, 0.98, label, transform=ax.get_xaxis_transform(), va="top", fontsize=9)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+class Timer:
+    """Wall-clock seconds since creation: `Timer().elapsed()`."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start

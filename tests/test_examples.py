@@ -1,0 +1,234 @@
+"""Tests of the example data loaders and of the examples' quick modes."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+import tfprune
+from examples import _datasets
+from examples import datasets
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def housing():
+    return datasets.load_housing(seed=0)
+
+
+@pytest.fixture(scope="module")
+def pm25():
+    return datasets.load_pm25(window=24, horizon=1)
+
+
+def _raw_column(filename, name):
+    header, rows = _datasets.read_csv(filename)
+    return _datasets.column(header, rows, name)
+
+
+# ------------------------------------------------------------------ housing
+def test_housing_shapes_types_and_no_missing(housing):
+    sizes = [len(housing.x_train), len(housing.x_val), len(housing.x_test)]
+    assert sum(sizes) == 20640
+    assert sizes == [14448, 3096, 3096]
+    for split in ("train", "val", "test"):
+        x, y = housing.split(split)
+        assert x.dtype == np.float32 and y.dtype == np.float32
+        assert x.shape[1] == len(housing.feature_names) == 16
+        assert y.shape == (len(x), 1)
+        assert np.isfinite(x).all() and np.isfinite(y).all()
+        onehot = x[:, 11:]
+        np.testing.assert_array_equal(onehot.sum(axis=1), 1.0)
+
+
+def test_housing_split_is_a_seeded_partition(housing):
+    idx = housing.info["indices"]
+    everything = np.concatenate([idx["train"], idx["val"], idx["test"]])
+    np.testing.assert_array_equal(np.sort(everything), np.arange(20640))
+    again = datasets.load_housing(seed=0)
+    np.testing.assert_array_equal(again.x_test, housing.x_test)
+    other = datasets.load_housing(seed=1)
+    assert not np.array_equal(other.info["indices"]["test"], idx["test"])
+
+
+def test_housing_statistics_are_fitted_on_train_only(housing):
+    cols = housing.info["standardized"]
+    train = housing.x_train[:, cols].astype(np.float64)
+    np.testing.assert_allclose(train.mean(axis=0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(train.std(axis=0), 1.0, atol=1e-4)
+    test = housing.x_test[:, cols].astype(np.float64)
+    assert np.abs(test.mean(axis=0)).max() > 1e-2
+    bedrooms = _raw_column("california_housing.csv.gz", "total_bedrooms")
+    assert np.isnan(bedrooms).sum() == 207
+    assert housing.info["bedrooms_median"] == np.nanmedian(
+        bedrooms[housing.info["indices"]["train"]]
+    )
+    prices = _raw_column("california_housing.csv.gz", "median_house_value")
+    assert housing.target_scaler.mean == pytest.approx(
+        np.log(prices[housing.info["indices"]["train"]]).mean()
+    )
+
+
+def test_housing_target_converts_back_to_dollars(housing):
+    prices = _raw_column("california_housing.csv.gz", "median_house_value")
+    dollars = datasets.to_dollars(housing.y_test, housing)
+    np.testing.assert_allclose(dollars[:, 0], prices[housing.info["indices"]["test"]], rtol=1e-5)
+    with pytest.raises(ValueError, match="Received: data='digits'"):
+        datasets.to_dollars(housing.y_test, datasets.load_digits())
+
+
+def test_loader_arguments_are_validated():
+    with pytest.raises(ValueError, match=r"Received: val_fraction=0\.7"):
+        datasets.load_housing(val_fraction=0.7)
+    with pytest.raises(ValueError, match="Received: window=0"):
+        datasets.load_pm25(window=0)
+    with pytest.raises(ValueError, match="Received: max_samples=-1"):
+        datasets.load_pm25(max_samples=-1)
+    with pytest.raises(ValueError, match="Received: name='dev'"):
+        datasets.load_digits().split("dev")
+
+
+# -------------------------------------------------------------------- pm2.5
+def test_pm25_shapes_and_no_missing(pm25):
+    for split in ("train", "val", "test"):
+        x, y = pm25.split(split)
+        assert x.dtype == np.float32 and y.dtype == np.float32
+        assert x.shape[1:] == (24, len(pm25.feature_names)) == (24, 15)
+        assert y.shape == (len(x), 1) and len(x) > 5000
+        assert np.isfinite(x).all() and np.isfinite(y).all()
+        np.testing.assert_array_equal(x[:, :, 7:11].sum(axis=-1), 1.0)  # one-hot wind direction
+    assert pm25.info["interpolated_hours"] > 0 and pm25.info["missing_hours"] > 0
+
+
+def test_pm25_split_is_chronological_without_shared_hours(pm25):
+    start, target = pm25.info["input_start"], pm25.info["target_time"]
+    for split in ("train", "val", "test"):
+        assert (np.diff(target[split]) > np.timedelta64(0, "h")).all()
+        np.testing.assert_array_equal(target[split] - start[split], np.timedelta64(24, "h"))
+    assert target["train"].max() < start["val"].min()
+    assert target["val"].max() < start["test"].min()
+    years = {s: target[s].astype("datetime64[Y]").astype(int) + 1970 for s in target}
+    assert set(years["train"]) == {2010, 2011, 2012}
+    assert set(years["val"]) == {2013} and set(years["test"]) == {2014}
+
+
+def test_pm25_target_is_the_next_hour_reading(pm25):
+    times = np.array(
+        [
+            f"{int(y):04d}-{int(m):02d}-{int(d):02d}T{int(h):02d}"
+            for y, m, d, h in zip(
+                *(_raw_column("beijing_pm25.csv.gz", c) for c in ("year", "month", "day", "hour"))
+            )
+        ],
+        dtype="datetime64[h]",
+    )
+    raw = _raw_column("beijing_pm25.csv.gz", "pm2.5")
+    position = np.searchsorted(times, pm25.info["target_time"]["test"])
+    observed = ~np.isnan(raw[position])
+    assert observed.mean() > 0.9
+    np.testing.assert_allclose(
+        pm25.to_target_units(pm25.y_test)[observed, 0], raw[position][observed], atol=1e-3
+    )
+    # The target of a window is the last input hour of the window one hour later.
+    x, y = pm25.x_train, pm25.y_train
+    consecutive = np.diff(pm25.info["target_time"]["train"]) == np.timedelta64(1, "h")
+    np.testing.assert_array_equal(x[1:, -1, 0][consecutive], y[:-1, 0][consecutive])
+
+
+def test_pm25_scaler_is_fitted_on_training_years(pm25):
+    raw = _raw_column("beijing_pm25.csv.gz", "pm2.5")
+    years = _raw_column("beijing_pm25.csv.gz", "year")
+    train_mean = np.nanmean(raw[years <= 2012])
+    assert abs(pm25.target_scaler.mean - train_mean) < 0.2  # interpolation moves it slightly
+    assert abs(pm25.target_scaler.mean - np.nanmean(raw)) > 0.5
+
+
+def test_pm25_subsampling_keeps_time_order():
+    data = datasets.load_pm25(window=12, horizon=3, stride=2, max_samples=300, seed=1)
+    for split in ("train", "val", "test"):
+        assert data.split(split)[0].shape == (300, 12, 15)
+        times = data.info["target_time"][split]
+        assert (np.diff(times) > np.timedelta64(0, "h")).all()
+        np.testing.assert_array_equal(
+            times - data.info["input_start"][split], np.timedelta64(14, "h")
+        )
+
+
+# ------------------------------------------------------------------- digits
+def test_digits_stratified_and_standardized_on_train():
+    data = datasets.load_digits(seed=0)
+    assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (1257, 270, 270)
+    assert data.x_train.shape[1] == 64 and data.y_train.dtype == np.int32
+    counts = {
+        s: np.bincount(data.split(s)[1], minlength=10) / len(data.split(s)[1])
+        for s in ("train", "test")
+    }
+    np.testing.assert_allclose(counts["test"], counts["train"], atol=0.01)
+    train = data.x_train.astype(np.float64)
+    np.testing.assert_allclose(train.mean(axis=0), 0.0, atol=1e-5)
+    varying = train.std(axis=0) > 0
+    np.testing.assert_allclose(train.std(axis=0)[varying], 1.0, atol=1e-4)
+    assert np.abs(data.x_test.mean(axis=0)).max() > 1e-2
+
+
+# ----------------------------------------------------------------- examples
+def _check_png(path):
+    with open(path, "rb") as f:
+        assert f.read(8) == PNG_SIGNATURE
+    assert os.path.getsize(path) > 10_000
+
+
+@pytest.mark.timeout(120)
+def test_house_prices_quick(tmp_path):
+    from examples import house_prices
+
+    out = str(tmp_path / "house")
+    summary = house_prices.main(["--quick", "--out", out])
+    with open(os.path.join(out, "summary.json")) as f:
+        saved = json.load(f)
+    assert saved["sparsity"] == pytest.approx(summary["sparsity"])
+    assert abs(saved["sparsity"] - 0.9) < 0.01
+    assert tfprune.sparsity_report(saved["files"]["model"]).sparsity == pytest.approx(
+        saved["sparsity"]
+    )
+    dense, pruned = saved["dense"]["mae"], saved["pruned"]["mae"]
+    assert math.isfinite(pruned) and 10_000 < dense < 150_000
+    assert pruned < 3 * dense
+    assert saved["pruned"]["rmse"] >= pruned
+    sizes = {(s["model"], s["format"]): s["gzipped_bytes"] for s in saved["sizes"]}
+    assert sizes["pruned", "keras"] < 0.6 * sizes["dense", "keras"]
+    # SavedModel/TFLite rows appear once tfprune.export exists; then they must shrink too.
+    for fmt in {f for _, f in sizes} - {"keras"}:
+        assert sizes["pruned", fmt] < 0.75 * sizes["dense", fmt], fmt
+    assert saved["export_errors"] == []
+    history = saved["history"]
+    assert (
+        len(history["val_mae_usd"])
+        == len(history["sparsity"])
+        == saved["dense"]["epochs"] + saved["pruned"]["epochs"]
+    )
+    assert history["sparsity"][-1] == pytest.approx(0.9, abs=0.01)
+    _check_png(saved["files"]["plot"])
+
+
+@pytest.mark.timeout(120)
+def test_custom_training_loop_quick(tmp_path):
+    from examples import custom_training_loop
+
+    out = str(tmp_path / "loop")
+    custom_training_loop.main(["--quick", "--out", out])
+    with open(os.path.join(out, "summary.json")) as f:
+        saved = json.load(f)
+    assert abs(saved["sparsity"] - 0.8) < 0.01
+    assert saved["steps"] == saved["schedule"]["end_step"] * 3 // 2
+    assert saved["stripped_max_abs_diff"] < 1e-5
+    assert saved["test_accuracy"] > 0.8
+    sparsity = saved["history"]["sparsity"]
+    assert sparsity[0] == 0.0 and sparsity == sorted(sparsity)
+    assert tfprune.sparsity_report(saved["files"]["model"]).sparsity == pytest.approx(
+        saved["sparsity"]
+    )
+    _check_png(saved["files"]["plot"])
