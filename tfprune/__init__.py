@@ -20,6 +20,8 @@ from tfprune._prune import prune
 from tfprune._registry import register_prunable_layer
 from tfprune._report import SparsityReport
 from tfprune._report import sparsity_report
+from tfprune._shrink import ShrinkReport
+from tfprune._shrink import shrink
 from tfprune._strip import strip
 from tfprune._wrapper import PruningWrapper
 
@@ -28,10 +30,12 @@ __version__ = "0.1.0"
 __all__ = [
     "PruningCallback",
     "PruningWrapper",
+    "ShrinkReport",
     "SparsityReport",
     "prune",
     "register_prunable_layer",
     "schedules",
+    "shrink",
     "sparsity_report",
     "strip",
 ]

@@ -1,0 +1,218 @@
+"""Which units of a graph model can go: the channel dependency analysis.
+
+Every channel (position along the last axis) of every tensor of the model
+belongs to a *class*. A producer (Dense, Conv, RNN, Embedding) creates one
+class per output unit; layers that pass channels through (Dropout,
+BatchNormalization, pooling, Flatten) give their outputs the classes of their
+inputs; merges that combine channel `i` of several tensors (Add, Multiply,
+Concatenate along another axis, the sum of a Bidirectional layer) join the
+classes of channel `i` into one. A class is removed everywhere or nowhere.
+
+A class is *pinned* (kept) as soon as one of its channels:
+- reaches a model output, a model input, or a layer shrink does not know;
+- comes from a recurrent unit whose state depends on the data;
+- is read by a layer that cannot absorb it: a non-constant channel, or a
+  non-zero constant where the consumer cannot fold it into its bias. A
+  consumer whose weights for the channel are all zero does not read it.
+
+Every class that is not pinned is removed. Keeping a class is always exact,
+so the analysis is free to pin whenever it is unsure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class Channels:
+    """What is known of the channels (last axis) of one tensor.
+
+    Attributes:
+        ids: class id of each channel (int array).
+        vals: the constant value of each channel for every input of the
+            model, or NaN where the channel depends on the data.
+    """
+
+    ids: np.ndarray
+    vals: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def tile(self, times: int) -> "Channels":
+        """The channels of a tensor whose last axis repeats these `times` times."""
+        return Channels(np.tile(self.ids, times), np.tile(self.vals, times))
+
+    def with_vals(self, vals) -> "Channels":
+        return Channels(self.ids, np.asarray(vals, dtype="float64"))
+
+
+def concat(parts: list) -> Channels:
+    return Channels(
+        np.concatenate([p.ids for p in parts]), np.concatenate([p.vals for p in parts])
+    )
+
+
+class UnitGraph:
+    """Union-find over channel classes, with the per-layer bookkeeping.
+
+    Layers record what they consume (`rows`) and produce (`units`) under
+    `(owner, key)`, where `owner` is the id of the layer of the model graph
+    being analysed (set in `current`) and `key` names the weight, e.g.
+    `"kernel"` or `"forward/kernel"`.
+    """
+
+    def __init__(self):
+        self._parent: list[int] = []
+        self._pinned: list[bool] = []
+        self.current = None
+        self.units: dict = {}
+        self.rows: dict = {}
+        self.opaque: set = set()
+        self.tensors: list[Channels] = []
+
+    # ------------------------------------------------------------- classes
+    def new(self, n: int, pinned: bool = False) -> np.ndarray:
+        start = len(self._parent)
+        self._parent.extend(range(start, start + n))
+        self._pinned.extend([pinned] * n)
+        return np.arange(start, start + n)
+
+    def fresh(self, n) -> Channels | None:
+        """Pinned channels for a tensor whose content shrink does not follow."""
+        if not isinstance(n, int) or n <= 0:
+            return None
+        return Channels(self.new(n, pinned=True), np.full(n, np.nan))
+
+    def find(self, i: int) -> int:
+        parent = self._parent
+        root = i
+        while parent[root] != root:
+            root = parent[root]
+        while parent[i] != root:
+            parent[i], i = root, parent[i]
+        return root
+
+    def union(self, a, b) -> None:
+        for x, y in zip(np.atleast_1d(a), np.atleast_1d(b)):
+            rx, ry = self.find(int(x)), self.find(int(y))
+            if rx != ry:
+                self._parent[ry] = rx
+                self._pinned[rx] = self._pinned[rx] or self._pinned[ry]
+
+    def pin(self, ids) -> None:
+        if ids is None:
+            return
+        if isinstance(ids, Channels):
+            ids = ids.ids
+        for i in np.unique(np.asarray(ids, dtype="int64")):
+            self._pinned[self.find(int(i))] = True
+
+    def removed(self, ids) -> np.ndarray:
+        """Boolean array: which of `ids` are removed (not pinned)."""
+        return np.array([not self._pinned[self.find(int(i))] for i in ids], dtype=bool)
+
+    # -------------------------------------------------------- bookkeeping
+    def layer_units(self, key: str, vals, pin_live: bool = True) -> Channels:
+        """The output units of the current layer, with their constant values.
+
+        The classes are created at the first call of the layer and shared by
+        its other calls. With `pin_live`, a unit that is not constant at some
+        call is pinned; without it, such a unit can still go when nothing
+        reads it (every consumer has zero weights for it).
+        """
+        vals = np.asarray(vals, dtype="float64")
+        k = (self.current, key)
+        if k not in self.units:
+            self.units[k] = self.new(len(vals))
+        ids = self.units[k]
+        if pin_live:
+            self.pin(ids[np.isnan(vals)])
+        return Channels(ids, vals)
+
+    def consume(self, key: str, x: Channels, fold_ok: bool = True, need_const: bool = True,
+                unread=None) -> None:
+        """Records that the current layer reads the channels of `x` as `key`.
+
+        Args:
+            key: name of the weight (or parameter vector) indexed by them.
+            x: the channels of the input.
+            fold_ok: whether a removed constant channel can be folded into
+                the layer's bias; if not, only zero channels can go.
+            need_const: whether removing a row needs the channel to be
+                constant (weights that mix it into other units); False for
+                per-channel layers such as BatchNormalization.
+            unread: optional boolean mask of the rows whose weights are all
+                zero: the layer ignores them, so they can go whatever they hold.
+        """
+        vals = x.vals.copy()
+        free = np.zeros(len(vals), bool) if unread is None else np.asarray(unread, bool)
+        if need_const:
+            bad = np.isnan(vals)
+            if not fold_ok:
+                bad |= vals != 0
+            self.pin(x.ids[bad & ~free])
+        k = (self.current, key)
+        if k in self.rows:
+            prev = self.rows[k]
+            self.union(prev.ids, x.ids)
+            differ = ~(prev.vals == vals)  # NaN-aware: NaN never equals
+            if need_const:
+                self.pin(x.ids[differ & ~free])
+            vals = np.where(differ, np.nan, vals)
+        self.rows[k] = Channels(np.array(x.ids), vals)
+
+    def track(self, channels) -> None:
+        if channels is not None:
+            self.tensors.append(channels)
+
+    def finalize(self) -> None:
+        """Pins what keeps the model valid; call once, after the analysis.
+
+        Layers analysed as unknown at one of their calls keep all their units
+        and rows. No tensor may lose all its channels: its first one stays.
+        """
+        for (owner, _), ch in list(self.rows.items()) + list(self.units.items()):
+            if owner in self.opaque:
+                self.pin(ch)
+        groups = self.tensors + [Channels(ids, ids) for ids in self.units.values()]
+        changed = True
+        while changed:
+            changed = False
+            for ch in groups:
+                if len(ch) and self.removed(ch.ids).all():
+                    self.pin(ch.ids[:1])
+                    changed = True
+
+
+class LayerPlan:
+    """What the analysis decided for one layer of the model graph."""
+
+    def __init__(self, graph: UnitGraph, owner: int):
+        self._graph = graph
+        self._owner = owner
+
+    def rows(self, key: str):
+        """`(keep, fold)` for the rows recorded as `key`, or None.
+
+        `keep` is a boolean mask of the rows that stay; `fold` holds the
+        constant value of each removed row (0 for kept rows), to be folded
+        into the bias.
+        """
+        ch = self._graph.rows.get((self._owner, key))
+        if ch is None:
+            return None
+        keep = ~self._graph.removed(ch.ids)
+        # A removed row is constant or unread (all-zero weights): NaN folds as 0.
+        fold = np.where(keep, 0.0, np.nan_to_num(ch.vals, nan=0.0))
+        return keep, fold
+
+    def units(self, key: str):
+        """Boolean mask of the output units (recorded as `key`) that stay."""
+        ids = self._graph.units.get((self._owner, key))
+        if ids is None:
+            return None
+        return ~self._graph.removed(ids)

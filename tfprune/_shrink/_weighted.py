@@ -1,0 +1,190 @@
+"""Surgery for layers with output units: Dense, Conv, Embedding, TimeDistributed.
+
+A unit is constant when every weight that connects it to a data-dependent
+input is zero; its value is `activation(bias + sum of constant inputs x
+weights)`, computed by calling the activation (elementwise activations only).
+A removed input row that holds a constant is folded into the consumer's bias
+(`value x weights`, a bias is added if the layer had none): always exact for
+Dense, for a convolution only when no padding reaches the kernel ("valid"
+padding or a 1-sized kernel); otherwise only zero constants go. A row whose
+weights are all zero is not read at all and can go whatever it holds; a unit
+that no consumer reads can go too (unless its activation mixes units).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from tfprune._shrink._surgery import Rebuilt
+from tfprune._shrink._surgery import Surgery
+from tfprune._shrink._surgery import apply_elementwise
+from tfprune._shrink._surgery import channels_last
+from tfprune._shrink._surgery import compute_dtype
+from tfprune._shrink._surgery import is_elementwise
+from tfprune._shrink._surgery import register_surgery
+from tfprune._shrink._surgery import rel_path
+from tfprune._shrink._surgery import sibling
+from tfprune._shrink._surgery import single
+from tfprune._shrink._surgery import surgery_for
+from tfprune._shrink._surgery import to_numpy
+
+
+def unit_values(nonzero, w_sum, bias, vals, fold_ok, activation, dtype) -> np.ndarray:
+    """Constant value of each output unit, NaN where it depends on the data.
+
+    Args:
+        nonzero: (inputs, units) bool, whether input i reaches unit j.
+        w_sum: (inputs, units) total weight from input i to unit j.
+        bias: (units,) bias.
+        vals: (inputs,) constant input values, NaN for data.
+        fold_ok: whether a constant input contributes a constant everywhere.
+        activation: the layer's activation.
+        dtype: the dtype the activation runs in.
+    """
+    live = np.isnan(vals)
+    if not fold_ok:
+        live |= vals != 0
+    const = ~np.any(nonzero[live], axis=0)
+    if not is_elementwise(activation) or not const.any():
+        return np.full(len(bias), np.nan)
+    pre = bias + np.where(live, 0.0, vals) @ w_sum
+    return np.where(const, apply_elementwise(activation, pre, dtype), np.nan)
+
+
+def _per_input(kernel):
+    """`(nonzero, total)`: (inputs, units) views of a Dense or Conv kernel.
+
+    `nonzero[i, j]`: whether input channel i reaches unit j at all;
+    `total[i, j]`: the sum of the weights from i to j over the kernel window.
+    """
+    spatial = tuple(range(kernel.ndim - 2))
+    if not spatial:
+        return kernel != 0, kernel
+    return np.any(kernel != 0, axis=spatial), kernel.sum(axis=spatial)
+
+
+class Dense(Surgery):
+    """Dense; the base of Conv (kernel `(*window, inputs, units)`)."""
+
+    size_key = "units"
+
+    def fold_ok(self, layer) -> bool:
+        return True
+
+    def supports(self, layer, kernel, n_in) -> bool:
+        return kernel.ndim == 2 and kernel.shape[0] == n_in
+
+    def analyze(self, layer, node, inputs, graph):
+        x = single(node, inputs)
+        if x is None:
+            return None
+        kernel = to_numpy(layer.kernel).astype("float64")
+        if not self.supports(layer, kernel, len(x)):
+            return None
+        nonzero, total = _per_input(kernel)
+        units = kernel.shape[-1]
+        bias = to_numpy(layer.bias).astype("float64") if layer.use_bias else np.zeros(units)
+        fold_ok = self.fold_ok(layer)
+        graph.consume("kernel", x, fold_ok=fold_ok, unread=~np.any(nonzero, axis=1))
+        vals = unit_values(
+            nonzero, total, bias, x.vals, fold_ok, layer.activation, compute_dtype(layer)
+        )
+        # A unit nothing reads can go too, unless the activation mixes units
+        # (softmax): then removing one changes the others.
+        elementwise = is_elementwise(layer.activation)
+        return [graph.layer_units("units", vals, pin_live=not elementwise)]
+
+    def rebuild(self, layer, plan):
+        rows, keep_out = plan.rows("kernel"), plan.units("units")
+        if rows is None or keep_out is None:
+            return None
+        keep_in, fold = rows
+        if keep_in.all() and keep_out.all() and not fold.any():
+            return None
+        kernel = to_numpy(layer.kernel)
+        delta = fold @ _per_input(kernel.astype("float64"))[1]
+        use_bias = bool(layer.use_bias or np.any(delta != 0))
+        config = layer.get_config()
+        config[self.size_key] = int(keep_out.sum())
+        config["use_bias"] = use_bias
+        key = rel_path(layer.kernel, layer)
+        arrays = {key: kernel[..., keep_in, :][..., keep_out]}
+        if use_bias:
+            if layer.use_bias:
+                bias, bias_key = to_numpy(layer.bias), rel_path(layer.bias, layer)
+            else:
+                bias, bias_key = np.zeros(kernel.shape[-1], kernel.dtype), sibling(key, "bias")
+            arrays[bias_key] = (bias + delta).astype(bias.dtype)[keep_out]
+        return Rebuilt(type(layer).from_config(config), arrays)
+
+
+class Conv(Dense):
+    """Conv1D/2D/3D, channels last, no groups."""
+
+    size_key = "filters"
+
+    def supports(self, layer, kernel, n_in) -> bool:
+        return (
+            channels_last(layer)
+            and getattr(layer, "groups", 1) == 1
+            and kernel.ndim >= 3
+            and kernel.shape[-2] == n_in
+        )
+
+    def fold_ok(self, layer) -> bool:
+        return layer.padding == "valid" or all(k == 1 for k in layer.kernel_size)
+
+
+class Embedding(Surgery):
+    """Embedding: a dimension whose column holds one value everywhere is constant."""
+
+    def analyze(self, layer, node, inputs, graph):
+        if len(node.outputs) != 1:
+            return None
+        for x in inputs:
+            graph.pin(x)
+        table = to_numpy(layer.embeddings).astype("float64")
+        same = np.all(table == table[:1], axis=0)
+        vals = np.where(same, table[0], np.nan)
+        return [graph.layer_units("units", vals, pin_live=False)]
+
+    def rebuild(self, layer, plan):
+        keep = plan.units("units")
+        if keep is None or keep.all():
+            return None
+        config = layer.get_config()
+        config["output_dim"] = int(keep.sum())
+        table = layer.embeddings
+        arrays = {rel_path(table, layer): to_numpy(table)[:, keep]}
+        return Rebuilt(type(layer).from_config(config), arrays)
+
+
+class TimeDistributed(Surgery):
+    """TimeDistributed(Dense or Conv): the inner layer acts on the last axis."""
+
+    def _inner(self, layer):
+        inner = surgery_for(layer.layer)
+        return inner if isinstance(inner, Dense) else None
+
+    def analyze(self, layer, node, inputs, graph):
+        inner = self._inner(layer)
+        return None if inner is None else inner.analyze(layer.layer, node, inputs, graph)
+
+    def rebuild(self, layer, plan):
+        inner = self._inner(layer)
+        rebuilt = None if inner is None else inner.rebuild(layer.layer, plan)
+        if rebuilt is None:
+            return None
+        config = layer.get_config()
+        config.pop("layer")
+        prefix = layer.layer.name
+        arrays = {f"{prefix}/{k}": v for k, v in rebuilt.arrays.items()}
+        return Rebuilt(type(layer)(rebuilt.layer, **config), arrays)
+
+
+register_surgery(keras.layers.Dense, Dense())
+for _name in ("Conv1D", "Conv2D", "Conv3D"):
+    register_surgery(getattr(keras.layers, _name), Conv())
+register_surgery(keras.layers.Embedding, Embedding())
+register_surgery(keras.layers.TimeDistributed, TimeDistributed())
