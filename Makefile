@@ -21,7 +21,7 @@ test: $(STAMP)
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$status
 
 demo: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=3 $(PY) examples/demo.py
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) examples/house_prices.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
