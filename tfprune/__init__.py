@@ -14,12 +14,18 @@ print(tfprune.sparsity_report(final))
 ```
 """
 
+from tfprune import criteria
+from tfprune import granularity
 from tfprune import schedules
+from tfprune import strategies
 from tfprune._callback import PruningCallback
 from tfprune._prune import prune
+from tfprune._quality_guard import QualityGuard
 from tfprune._registry import register_prunable_layer
 from tfprune._report import SparsityReport
 from tfprune._report import sparsity_report
+from tfprune._sensitivity import SensitivityTable
+from tfprune._sensitivity import sensitivity
 from tfprune._shrink import ShrinkReport
 from tfprune._shrink import shrink
 from tfprune._strip import strip
@@ -30,12 +36,18 @@ __version__ = "0.1.0"
 __all__ = [
     "PruningCallback",
     "PruningWrapper",
+    "QualityGuard",
+    "SensitivityTable",
     "ShrinkReport",
     "SparsityReport",
+    "criteria",
+    "granularity",
     "prune",
     "register_prunable_layer",
     "schedules",
+    "sensitivity",
     "shrink",
     "sparsity_report",
+    "strategies",
     "strip",
 ]

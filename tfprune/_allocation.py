@@ -1,0 +1,371 @@
+"""Allocation: per-tensor sparsities from one overall target.
+
+An allocation receives the prunable groups of a model as `Candidate`s (name,
+parameter count, and item scores or a sensitivity curve) and an overall
+target sparsity, and returns `{name: sparsity}`. The target applies to the
+weights that are not protected: protected candidates get 0 and do not count.
+`Uniform` gives every candidate the target (per-tensor counts are exact);
+`Global` and `SensitivityAllocation` prune exactly `round(N * target)` of
+the `N` unprotected weights (within one item for blocks, groups and units).
+
+Common arguments (every allocation):
+    min_sparsity: floor per candidate, reached gradually: a candidate gets
+        at least `min(min_sparsity, target)`. Defaults to 0.
+    max_sparsity: cap per candidate (None: no cap). Defaults to None.
+    protect_first: keep the candidates of the first layer dense.
+    protect_last: keep the candidates of the last layer dense.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+
+import keras
+import numpy as np
+
+from tfprune._validation import check_sparsity
+from tfprune._validation import received
+from tfprune.criteria import _Config
+
+__all__ = ["Allocation", "Candidate", "Uniform", "Global", "PerLayer", "get"]
+
+
+@dataclasses.dataclass
+class Candidate:
+    """One prunable group, as an allocation sees it.
+
+    Attributes:
+        name: unique name (a tensor's "layer/weight" or a unit group's layer).
+        n_params: number of weights in the group.
+        layer: path of the layer it belongs to (defaults to `name`); used by
+            `protect_first`/`protect_last` and sensitivity look-ups.
+        scores: item scores, 1-D, higher keeps (`Global` only); `-inf` for
+            items already pruned.
+        sizes: weights per item (defaults to 1 each).
+        curve: optional `[(sparsity, loss_increase), ...]` for
+            `SensitivityAllocation`, overriding its table.
+        protected: never pruned.
+        max_sparsity: the granularity's own cap (N:M: `1 - n/m`).
+    """
+
+    name: str
+    n_params: int
+    layer: str | None = None
+    scores: object = None
+    sizes: object = None
+    curve: object = None
+    protected: bool = False
+    max_sparsity: float = 1.0
+
+    def __post_init__(self):
+        self.layer = self.name if self.layer is None else self.layer
+
+
+def _check_fraction(name, value, allow_none=False, upper_inclusive=False):
+    if value is None and allow_none:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not (0.0 <= value <= 1.0 if upper_inclusive else 0.0 <= value < 1.0):
+        bound = "[0, 1]" if upper_inclusive else "[0, 1)"
+        raise ValueError(f"`{name}` must be a number in {bound}. {received(name, value)}")
+    return float(value)
+
+
+class Allocation(_Config):
+    """Base class: checks, protection and bounds; subclasses split the count."""
+
+    needs_scores = False
+    reaches_target = True
+
+    def __init__(
+        self, min_sparsity=0.0, max_sparsity=None, protect_first=False, protect_last=False
+    ):
+        self.min_sparsity = _check_fraction("min_sparsity", min_sparsity)
+        self.max_sparsity = _check_fraction("max_sparsity", max_sparsity, True, True)
+        if self.max_sparsity is not None and self.max_sparsity < self.min_sparsity:
+            raise ValueError(
+                f"`max_sparsity` must be >= `min_sparsity` ({self.min_sparsity}). "
+                f"{received('max_sparsity', max_sparsity)}"
+            )
+        self.protect_first = bool(protect_first)
+        self.protect_last = bool(protect_last)
+
+    def allocate(self, candidates, sparsity, final_sparsity=None) -> dict:
+        """Per-candidate sparsities for an overall `sparsity`.
+
+        Args:
+            candidates: list of `Candidate`, in model order.
+            sparsity: overall target in [0, 1) over the unprotected weights.
+            final_sparsity: the schedule's final target; `PerLayer` uses it to
+                follow the schedule. Defaults to `sparsity`.
+
+        Returns:
+            `{name: sparsity}` for every candidate.
+
+        Raises:
+            ValueError: if the target cannot be reached within the bounds.
+        """
+        sparsity = check_sparsity("sparsity", sparsity)
+        names = [c.name for c in candidates]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Candidate names must be unique. Received: names={names}")
+        protected = {c.layer for c in candidates if c.protected}
+        if candidates and self.protect_first:
+            protected.add(candidates[0].layer)
+        if candidates and self.protect_last:
+            protected.add(candidates[-1].layer)
+        result = {c.name: 0.0 for c in candidates}
+        active = [c for c in candidates if c.layer not in protected and c.n_params > 0]
+        if not active:
+            return result
+        lo = np.array([min(self.min_sparsity, sparsity) * c.n_params for c in active])
+        hi = np.array([self._cap(c) for c in active])
+        lo = np.minimum(lo, hi)
+        total = sum(c.n_params for c in active)
+        k = int(round(total * sparsity))
+        if self.reaches_target and k > hi.sum() + 1e-9:
+            raise ValueError(
+                f"The overall sparsity {sparsity:g} cannot be reached: with the "
+                f"protected layers and caps at most {hi.sum() / total:.4g} of the "
+                f"unprotected weights can be pruned. {received('sparsity', sparsity)}"
+            )
+        split = self._split(active, k, lo, hi, sparsity, final_sparsity)
+        for c, s in zip(active, split):
+            result[c.name] = float(min(max(s, 0.0), 1.0))
+        return result
+
+    def _cap(self, c) -> float:
+        cap = min(1.0 if self.max_sparsity is None else self.max_sparsity, c.max_sparsity)
+        largest = 1.0 if c.sizes is None else float(np.max(np.atleast_1d(c.sizes)))
+        return min(cap * c.n_params, c.n_params - largest)
+
+    def _split(self, active, k, lo, hi, sparsity, final_sparsity):
+        """Per-candidate sparsities pruning `k` weights in all; `lo`/`hi` are
+        the bounds of each candidate in weights."""
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        return {
+            "min_sparsity": self.min_sparsity,
+            "max_sparsity": self.max_sparsity,
+            "protect_first": self.protect_first,
+            "protect_last": self.protect_last,
+        }
+
+
+
+def _largest_remainder(exact, k, hi):
+    """Integer counts near `exact`, summing to `k`, each at most `hi`."""
+    counts = np.minimum(np.floor(exact), np.floor(hi + 1e-9))
+    for i in np.argsort(-(exact - counts), kind="stable"):
+        if counts.sum() >= k:
+            break
+        if counts[i] + 1 <= hi[i] + 1e-9:
+            counts[i] += 1
+    return counts
+
+
+@keras.saving.register_keras_serializable("tfprune")
+class Uniform(Allocation):
+    """The same sparsity for every unprotected candidate.
+
+    Each candidate gets exactly the target (its count is `round(n * s)`).
+    With `min_sparsity`/`max_sparsity`, candidates outside the bounds are
+    clipped and the others share the rest, so the overall target holds.
+
+    Example:
+
+    >>> Uniform().allocate([Candidate("a", 100), Candidate("b", 10)], 0.5)
+    {'a': 0.5, 'b': 0.5}
+    """
+
+    def _split(self, active, k, lo, hi, sparsity, final_sparsity):
+        n = np.array([c.n_params for c in active], dtype=np.float64)
+        if np.all(lo <= sparsity * n + 1e-9) and np.all(sparsity * n <= hi + 1e-9):
+            return np.full(len(n), sparsity)
+        a, b = 0.0, 1.0
+        for _ in range(60):  # water-filling: one level, clipped to the bounds
+            t = (a + b) / 2
+            a, b = (t, b) if np.clip(t * n, lo, hi).sum() < k else (a, t)
+        return _largest_remainder(np.clip(b * n, lo, hi), k, hi) / n
+
+
+@keras.saving.register_keras_serializable("tfprune")
+class Global(Allocation):
+    """One ranking across all candidates: the lowest-scoring items go first.
+
+    Every candidate's item scores (weights, blocks, groups or units) enter a
+    single ranking and the lowest are pruned until `round(N * target)`
+    weights are gone. Ties go to the earlier candidate, then the lower item.
+    Layers whose weights have a small scale would be emptied first, so the
+    scores can be normalized per candidate first.
+
+    Args:
+        normalize: None (raw scores), "l1" (divide by the sum of absolute
+            scores), "l2" (by their L2 norm) or "max" (by the largest).
+        **kwargs: `min_sparsity`, `max_sparsity`, `protect_first`,
+            `protect_last` (see the module docstring).
+
+    Example:
+
+    >>> import numpy as np
+    >>> c = [Candidate("a", 2, scores=np.array([1.0, 4.0])),
+    ...      Candidate("b", 2, scores=np.array([2.0, 3.0]))]
+    >>> Global().allocate(c, 0.5)
+    {'a': 0.5, 'b': 0.5}
+    """
+
+    needs_scores = True
+
+    def __init__(self, normalize=None, **kwargs):
+        if normalize not in (None, "l1", "l2", "max"):
+            raise ValueError(
+                "`normalize` must be None, 'l1', 'l2' or 'max'. "
+                f"{received('normalize', normalize)}"
+            )
+        self.normalize = normalize
+        super().__init__(**kwargs)
+
+    def _normalized(self, scores):
+        s = np.asarray(scores, dtype=np.float64).reshape(-1)
+        finite = s[np.isfinite(s)]
+        norm = {
+            None: 1.0,
+            "l1": np.abs(finite).sum(),
+            "l2": np.sqrt((finite**2).sum()),
+            "max": np.abs(finite).max(initial=0.0),
+        }[self.normalize]
+        return s / norm if norm > 0 else s
+
+    def _split(self, active, k, lo, hi, sparsity, final_sparsity):
+        score, size, cand, forced, allowed = [], [], [], [], []
+        for i, c in enumerate(active):
+            if c.scores is None:
+                raise ValueError(
+                    "Global allocation needs the item scores of every candidate. "
+                    f"Received: scores=None for candidate {c.name!r}"
+                )
+            s = self._normalized(c.scores)
+            z = np.asarray(1.0 if c.sizes is None else c.sizes, np.float64)
+            z = np.broadcast_to(z, s.shape)
+            order = np.lexsort((np.arange(len(s)), s))
+            cum = np.empty_like(z)
+            cum[order] = np.cumsum(z[order])
+            score.append(s), size.append(z), cand.append(np.full(len(s), i))
+            forced.append(~np.isfinite(s) | (cum - z < lo[i] - 1e-9))
+            allowed.append(cum <= hi[i] + 1e-9)
+        score, size, cand = np.concatenate(score), np.concatenate(size), np.concatenate(cand)
+        forced, allowed = np.concatenate(forced), np.concatenate(allowed)
+        item = np.arange(len(score))
+        order = np.lexsort((item, cand, np.where(np.isfinite(score), score, -np.inf), ~forced))
+        take = np.zeros(len(score), bool)
+        take[forced] = True
+        pool = order[allowed[order] & ~forced[order]]
+        before = size[forced].sum() + np.concatenate([[0.0], np.cumsum(size[pool])[:-1]])
+        take[pool[before < k - 1e-9]] = True
+        counts = np.bincount(cand[take], weights=size[take], minlength=len(active))
+        return counts / np.array([c.n_params for c in active], dtype=np.float64)
+
+    def get_config(self) -> dict:
+        return {"normalize": self.normalize, **super().get_config()}
+
+
+@keras.saving.register_keras_serializable("tfprune")
+class PerLayer(Allocation):
+    """Explicit sparsities per layer, following the schedule.
+
+    Each candidate takes the value of the first key that equals, or as a
+    glob pattern (`fnmatch`) matches, its name or its layer path. Values are
+    final sparsities: during training a candidate gets
+    `value * target / final_sparsity`, so every layer follows the shape of
+    the schedule and reaches its value at the end. Unmatched candidates get
+    `default`, or the target itself when `default` is None. The overall
+    sparsity is whatever the values give.
+
+    Args:
+        sparsities: `{name_or_pattern: sparsity}`.
+        default: sparsity of unmatched candidates; None follows the target.
+        **kwargs: the common allocation arguments.
+
+    Example:
+
+    >>> PerLayer({"dense*": 0.9, "out/kernel": 0.0}).allocate(
+    ...     [Candidate("dense/kernel", 100), Candidate("out/kernel", 10)], 0.5, 0.5)
+    {'dense/kernel': 0.9, 'out/kernel': 0.0}
+    """
+
+    reaches_target = False
+
+    def __init__(self, sparsities: dict, default=None, **kwargs):
+        if not isinstance(sparsities, dict) or not all(isinstance(k, str) for k in sparsities):
+            raise TypeError(
+                "`sparsities` must be a dict mapping layer names or patterns to "
+                f"sparsities. {received('sparsities', sparsities)}"
+            )
+        self.sparsities = {
+            k: check_sparsity(f"sparsities[{k!r}]", v) for k, v in sparsities.items()
+        }
+        self.default = None if default is None else check_sparsity("default", default)
+        super().__init__(**kwargs)
+
+    def _value(self, c):
+        for key, value in self.sparsities.items():
+            if any(key == x or fnmatch.fnmatchcase(x, key) for x in (c.name, c.layer)):
+                return value
+        return self.default
+
+    def _split(self, active, k, lo, hi, sparsity, final_sparsity):
+        ratio = 1.0 if not final_sparsity else min(sparsity / final_sparsity, 1.0)
+        out = []
+        for c, low, high in zip(active, lo, hi):
+            value = self._value(c)
+            target = sparsity if value is None else value * ratio
+            out.append(float(np.clip(target, low / c.n_params, high / c.n_params)))
+        return np.array(out)
+
+    def get_config(self) -> dict:
+        config = {"sparsities": dict(self.sparsities), "default": self.default}
+        return {**config, **super().get_config()}
+
+
+_ALIASES = {"uniform": Uniform, "global": Global}
+
+
+def get(identifier) -> Allocation:
+    """Normalizes an allocation argument.
+
+    Args:
+        identifier: an `Allocation`, "uniform", "global", or a serialized
+            allocation (dict).
+
+    Returns:
+        An `Allocation`.
+
+    Raises:
+        ValueError: for an unknown name.
+        TypeError: for any other type.
+
+    Example:
+
+    >>> get("global").normalize is None
+    True
+    """
+    if isinstance(identifier, Allocation):
+        return identifier
+    if isinstance(identifier, str):
+        cls = _ALIASES.get(identifier.lower())
+        if cls is None:
+            raise ValueError(
+                f"Unknown allocation; expected one of {sorted(_ALIASES)} or an "
+                f"Allocation object. {received('allocation', identifier)}"
+            )
+        return cls()
+    if isinstance(identifier, dict):
+        obj = keras.saving.deserialize_keras_object(identifier)
+        if isinstance(obj, Allocation):
+            return obj
+    raise TypeError(
+        "`allocation` must be a `tfprune.strategies` allocation or its name. "
+        f"{received('allocation', identifier)}"
+    )

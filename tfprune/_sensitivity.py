@@ -1,0 +1,422 @@
+"""`tfprune.sensitivity`: how much each layer suffers from pruning.
+
+One layer at a time is pruned one-shot by magnitude at a few sparsities, the
+model is evaluated, and the weights are put back exactly. The resulting
+`SensitivityTable` shows which layers tolerate pruning and feeds
+`SensitivityAllocation` (public as `tfprune.strategies.SensitivityAllocation`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import heapq
+
+import keras
+import numpy as np
+
+from tfprune import _registry
+from tfprune._allocation import Allocation
+from tfprune._allocation import _largest_remainder
+from tfprune._mask_math import magnitude_mask
+from tfprune._validation import check_sparsity
+from tfprune._validation import received
+
+_HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "r2", "f1", "iou")
+
+
+def metric_mode(name: str, mode: str = "auto") -> str:
+    """'min' or 'max': whether lower or higher values of a metric are better."""
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"`mode` must be 'auto', 'min' or 'max'. {received('mode', mode)}")
+    if mode != "auto":
+        return mode
+    name = str(name).lower()
+    return "max" if any(key in name for key in _HIGHER_IS_BETTER) else "min"
+
+
+class SensitivityTable:
+    """Metric of the model with each layer pruned alone at each sparsity.
+
+    Printing it gives an aligned table. `to_dict()`/`from_dict()` convert to
+    and from plain JSON-ready data.
+
+    Attributes:
+        metric: name of the metric.
+        mode: "min" if lower is better, "max" if higher is.
+        baseline: the metric of the unpruned model.
+        sparsities: the sparsities measured.
+        rows: `{layer_path: {"n_params": int, "values": [metric, ...]}}`.
+    """
+
+    def __init__(self, metric: str, mode: str, baseline: float, sparsities, rows: dict):
+        self.metric = str(metric)
+        self.mode = metric_mode(self.metric, mode)
+        self.baseline = float(baseline)
+        self.sparsities = [float(s) for s in sparsities]
+        self.rows = {
+            name: {"n_params": int(r["n_params"]), "values": [float(v) for v in r["values"]]}
+            for name, r in rows.items()
+        }
+
+    @property
+    def names(self) -> list:
+        return list(self.rows)
+
+    def __contains__(self, name) -> bool:
+        return name in self.rows
+
+    def __getitem__(self, name) -> dict:
+        """`{sparsity: metric}` of one layer."""
+        return dict(zip(self.sparsities, self.rows[name]["values"]))
+
+    def curve(self, name) -> list:
+        """`[(sparsity, degradation), ...]` from `(0, 0)`; degradation >= 0
+        is how much worse the metric got, made non-decreasing."""
+        values = np.array(self.rows[name]["values"], dtype=np.float64)
+        sign = 1.0 if self.mode == "min" else -1.0
+        worse = np.maximum.accumulate(np.maximum(sign * (values - self.baseline), 0.0))
+        return [(0.0, 0.0)] + list(zip(self.sparsities, worse.tolist()))
+
+    def to_dict(self) -> dict:
+        return {
+            "metric": self.metric,
+            "mode": self.mode,
+            "baseline": self.baseline,
+            "sparsities": list(self.sparsities),
+            "rows": {n: dict(r, values=list(r["values"])) for n, r in self.rows.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SensitivityTable:
+        return cls(data["metric"], data["mode"], data["baseline"], data["sparsities"], data["rows"])
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, SensitivityTable) and self.to_dict() == other.to_dict()
+
+    def __str__(self) -> str:
+        header = ["layer", "parameters"] + [f"s={s:g}" for s in self.sparsities]
+        lines = [["(baseline)", "", *[f"{self.baseline:.4g}"] * len(self.sparsities)]]
+        lines += [
+            [name, f"{r['n_params']:,}", *[f"{v:.4g}" for v in r["values"]]]
+            for name, r in self.rows.items()
+        ]
+        widths = [max(len(row[i]) for row in [header] + lines) for i in range(len(header))]
+
+        def fmt(row):
+            cells = [c.rjust(w) for c, w in zip(row, widths)]
+            cells[0] = row[0].ljust(widths[0])
+            return "  ".join(cells)
+
+        better = "lower" if self.mode == "min" else "higher"
+        title = f"Sensitivity ({self.metric}, {better} is better)"
+        return "\n".join([title, fmt(header), "-" * len(fmt(header))] + [fmt(r) for r in lines])
+
+    def __repr__(self) -> str:
+        return f"SensitivityTable(metric={self.metric!r}, layers={len(self.rows)})"
+
+    def plot(self, path: str) -> None:
+        """Saves a plot of metric vs sparsity, one line per layer, to `path`.
+
+        Raises:
+            ImportError: if matplotlib is not installed.
+        """
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg", force=False)
+            import matplotlib.pyplot as plt
+        except ImportError as e:
+            raise ImportError(
+                "SensitivityTable.plot needs matplotlib. Install it with "
+                "`pip install 'tfprune[plot]'` (or `pip install matplotlib`)."
+            ) from e
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for name, r in self.rows.items():
+            ax.plot([0.0] + self.sparsities, [self.baseline] + r["values"], marker="o", label=name)
+        ax.axhline(self.baseline, color="gray", linestyle="--", linewidth=1, label="baseline")
+        ax.set_xlabel("sparsity of the layer")
+        ax.set_ylabel(self.metric)
+        ax.set_title("Pruning sensitivity per layer")
+        ax.legend(fontsize="small")
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+
+
+def relative_path(path: str, root: str) -> str:
+    """`path` without the leading `root/` (the model's own name)."""
+    return path[len(root) + 1:] if path.startswith(root + "/") else path
+
+
+def _batches(data, batch_size):
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        x, y = data
+        n = len(keras.tree.flatten(x)[0])
+        for start in range(0, n, batch_size):
+            sl = slice(start, start + batch_size)
+            yield keras.tree.map_structure(lambda a: a[sl], x), y[sl]
+        return
+    try:
+        import tensorflow as tf
+    except ImportError:  # pragma: no cover
+        tf = None
+    if tf is not None and isinstance(data, tf.data.Dataset):
+        for batch in data:
+            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+                raise ValueError(
+                    "`data` must yield (x, y) batches. Received: data=a dataset "
+                    f"yielding {type(batch).__name__}"
+                )
+            yield batch[0], batch[1]
+        return
+    raise TypeError(
+        f"`data` must be an (x, y) tuple or a tf.data.Dataset of (x, y) batches. "
+        f"{received('data', data)}"
+    )
+
+
+def _metric_function(metric, y_true, y_pred):
+    """A callable (y_true, y_pred) -> float for `metric`."""
+    if callable(metric) and not isinstance(metric, (str, keras.metrics.Metric)):
+        return lambda t, p: float(np.mean(keras.ops.convert_to_numpy(metric(t, p))))
+    if isinstance(metric, str) and metric.lower() in ("accuracy", "acc"):
+        if y_pred.shape[-1] == 1:
+            metric = "binary_accuracy"
+        elif y_true.ndim == y_pred.ndim and y_true.shape[-1] == y_pred.shape[-1]:
+            metric = "categorical_accuracy"
+        else:
+            metric = "sparse_categorical_accuracy"
+    try:
+        m = keras.metrics.get(metric)
+    except (ValueError, TypeError) as e:
+        raise ValueError(
+            "`metric` must be a Keras metric name (such as 'mae', 'mse', 'accuracy') "
+            f"or a callable(y_true, y_pred) -> scalar. {received('metric', metric)}"
+        ) from e
+    if isinstance(m, type):
+        m = m()
+
+    def evaluate(t, p):
+        m.reset_state()
+        m.update_state(t, p)
+        return float(keras.ops.convert_to_numpy(m.result()))
+
+    return evaluate
+
+
+def sensitivity(
+    model,
+    data,
+    sparsities=(0.5, 0.8, 0.9, 0.95),
+    metric="mae",
+    layers=None,
+    verbose: int = 1,
+    *,
+    mode: str = "auto",
+    batch_size: int = 256,
+) -> SensitivityTable:
+    """Measures how each prunable layer tolerates pruning on its own.
+
+    For each layer that owns prunable weights (the weights of one layer form
+    one group: an LSTM cell's kernel and recurrent kernel go together), and
+    each sparsity, the layer alone is pruned one-shot by magnitude (per gate
+    block for recurrent kernels), the model is evaluated on `data`, and the
+    weights are restored exactly. The model is left as it was.
+
+    Args:
+        model: a built Keras model (plain or pruned).
+        data: an `(x, y)` tuple of arrays or a `tf.data.Dataset` of
+            `(x, y)` batches.
+        sparsities: sparsities to measure, each in [0, 1). Defaults to
+            `(0.5, 0.8, 0.9, 0.95)`.
+        metric: a Keras metric name ("mae", "mse", "accuracy", ...) or a
+            callable `(y_true, y_pred) -> scalar`. Defaults to "mae".
+        layers: optional names, paths or glob patterns of the layers to
+            measure. Defaults to all.
+        verbose: 1 shows a progress bar, 0 is silent. Defaults to 1.
+        mode: "min", "max" or "auto" (from the metric's name): whether lower
+            or higher values are better.
+        batch_size: batch size for arrays. Defaults to 256.
+
+    Returns:
+        A `SensitivityTable`.
+
+    Raises:
+        TypeError: if `data` has the wrong type.
+        ValueError: for a bad sparsity, metric or layer name.
+
+    Example:
+
+    ```python
+    table = tfprune.sensitivity(model, (x_val, y_val), metric="mae")
+    print(table)
+    strategy = tfprune.Strategy(allocation=tfprune.strategies.SensitivityAllocation(table))
+    ```
+    """
+    if not isinstance(model, keras.layers.Layer):
+        raise TypeError(f"`model` must be a Keras model. {received('model', model)}")
+    sparsities = sorted({check_sparsity("sparsities", s) for s in sparsities})
+    if not sparsities:
+        raise ValueError(f"`sparsities` must not be empty. {received('sparsities', sparsities)}")
+    groups = {}
+    for pw in _registry.prunable_weights(model):
+        groups.setdefault(relative_path(pw.path, model.name), []).append(pw)
+    if layers is not None:
+        wanted = [layers] if isinstance(layers, str) else list(layers)
+        matches = lambda name, w: any(  # noqa: E731
+            fnmatch.fnmatchcase(x, w) for x in (name, name.split("/")[0], name.split("/")[-1])
+        )
+        missing = [w for w in wanted if not any(matches(n, w) for n in groups)]
+        if missing:
+            raise ValueError(
+                f"`layers` {missing} match no prunable layer of '{model.name}'. "
+                f"Prunable layers: {sorted(groups)}. {received('layers', layers)}"
+            )
+        groups = {n: g for n, g in groups.items() if any(matches(n, w) for w in wanted)}
+    batches = list(_batches(data, batch_size))
+    y_true = np.concatenate([np.asarray(y) for _, y in batches])
+
+    def evaluate():
+        preds = [keras.ops.convert_to_numpy(model(x, training=False)) for x, _ in batches]
+        return fn(y_true, np.concatenate(preds))
+
+    first = keras.ops.convert_to_numpy(model(batches[0][0], training=False))
+    fn = _metric_function(metric, y_true, first)
+    baseline = evaluate()
+    name = metric if isinstance(metric, str) else getattr(metric, "__name__", "metric")
+    bar = keras.utils.Progbar(len(groups) * len(sparsities)) if verbose else None
+    rows = {}
+    for layer_path, group in groups.items():
+        originals = [np.array(keras.ops.convert_to_numpy(pw.variable.value)) for pw in group]
+        values = []
+        try:
+            for s in sparsities:
+                for pw, w in zip(group, originals):
+                    mask = keras.ops.convert_to_numpy(magnitude_mask(w, s, None, pw.gates))
+                    pw.variable.assign((w * mask).astype(w.dtype))
+                values.append(evaluate())
+                if bar is not None:
+                    bar.add(1)
+        finally:
+            for pw, w in zip(group, originals):
+                pw.variable.assign(w)
+        rows[layer_path] = {"n_params": sum(int(w.size) for w in originals), "values": values}
+    return SensitivityTable(name, metric_mode(name, mode), baseline, sparsities, rows)
+
+
+@keras.saving.register_keras_serializable("tfprune")
+class SensitivityAllocation(Allocation):
+    """Per-layer sparsities from a sensitivity table, at least predicted loss.
+
+    Each layer's curve (how much the metric degrades when the layer alone is
+    pruned to each sparsity, from `tfprune.sensitivity`) is interpolated
+    linearly. Starting from zero, the sparsity of the layer with the
+    smallest predicted degradation per pruned weight is raised by `step`,
+    again and again, until `round(N * target)` weights are pruned (greedy
+    marginal allocation, parameter-count weighted; optimal for convex
+    curves); the last layer raised is trimmed to hit the count exactly. No
+    layer goes beyond the largest sparsity measured. Candidates are looked
+    up by name, then by layer path; the candidates of one layer share its
+    sparsity.
+
+    Args:
+        table: a `SensitivityTable` or its `to_dict()`.
+        step: sparsity increment of the greedy search. Defaults to 0.01.
+        **kwargs: the common allocation arguments.
+
+    Example:
+
+    ```python
+    table = tfprune.sensitivity(model, (x_val, y_val))
+    allocation = tfprune.strategies.SensitivityAllocation(table)
+    ```
+    """
+
+    def __init__(self, table, step: float = 0.01, **kwargs):
+        if isinstance(table, dict):
+            table = SensitivityTable.from_dict(table)
+        if not isinstance(table, SensitivityTable):
+            raise TypeError(
+                f"`table` must be a SensitivityTable (from `tfprune.sensitivity`) "
+                f"or its `to_dict()`. {received('table', table)}"
+            )
+        if isinstance(step, bool) or not isinstance(step, (int, float)) or not 0 < step <= 0.5:
+            raise ValueError(f"`step` must be a number in (0, 0.5]. {received('step', step)}")
+        self.table, self.step = table, float(step)
+        super().__init__(**kwargs)
+
+    def _curve(self, c):
+        """`(key, curve)` of a candidate: its own curve, its row, its layer's
+        row, or the parameter-weighted mean of the rows below it (a unit
+        group such as an attention layer measured per sub-layer)."""
+        if c.curve is not None:
+            return c.name, [(0.0, 0.0)] + [(float(s), float(v)) for s, v in c.curve]
+        for key in (c.name, c.layer):
+            if key in self.table:
+                return key, self.table.curve(key)
+        rows = [r for r in self.table.names if r.startswith(c.name + "/")]
+        if not rows:
+            raise ValueError(
+                f"Candidate {c.name!r} (layer {c.layer!r}) is not in the sensitivity "
+                f"table; measured layers: {self.table.names}. Received: candidate={c.name!r}"
+            )
+        weights = np.array([self.table.rows[r]["n_params"] for r in rows], dtype=np.float64)
+        ys = np.array([[y for _, y in self.table.curve(r)] for r in rows])
+        xs = [x for x, _ in self.table.curve(rows[0])]
+        return c.name, list(zip(xs, (weights @ ys / weights.sum()).tolist()))
+
+    def _split(self, active, k, lo, hi, sparsity, final_sparsity):
+        keys, blocks = [], {}
+        for i, c in enumerate(active):  # candidates of one layer move together
+            key, curve = self._curve(c)
+            if key not in blocks:
+                keys.append(key)
+                blocks[key] = {"members": [], "curve": curve}
+            blocks[key]["members"].append(i)
+        n = np.array([c.n_params for c in active], dtype=np.float64)
+        state = []
+        for key in keys:
+            b = blocks[key]
+            members = b["members"]
+            size = n[members].sum()
+            xs, ys = zip(*b["curve"])
+            top = min(max(xs), hi[members].sum() / size)
+            start = lo[members].sum() / size
+            state.append([size, np.array(xs), np.array(ys), start, top])
+        level = [s[3] for s in state]
+
+        def cost(j):
+            size, xs, ys, _, top = state[j]
+            nxt = min(level[j] + self.step, top)
+            if nxt <= level[j] + 1e-12:
+                return None
+            gain = np.interp(nxt, xs, ys) - np.interp(level[j], xs, ys)
+            return gain / ((nxt - level[j]) * size), nxt
+
+        heap = [(c[0], j, c[1]) for j in range(len(state)) if (c := cost(j))]
+        heapq.heapify(heap)
+        pruned = sum(level[j] * state[j][0] for j in range(len(state)))
+        last = None
+        while pruned < k - 1e-9 and heap:
+            _, j, nxt = heapq.heappop(heap)
+            pruned += (nxt - level[j]) * state[j][0]
+            level[j], last = nxt, j
+            c = cost(j)
+            if c:
+                heapq.heappush(heap, (c[0], j, c[1]))
+        if pruned < k - 1e-9:
+            raise ValueError(
+                f"The sensitivity table only reaches {pruned / n.sum():.4g} overall "
+                f"(the largest sparsity measured caps each layer); measure higher "
+                f"sparsities. {received('sparsity', sparsity)}"
+            )
+        if last is not None:
+            level[last] -= (pruned - k) / state[last][0]
+        counts = np.zeros(len(active))
+        for j, key in enumerate(keys):
+            members = blocks[key]["members"]
+            counts[members] = level[j] * n[members]
+        return _largest_remainder(counts + 1e-9, k, hi) / n
+
+    def get_config(self) -> dict:
+        return {"table": self.table.to_dict(), "step": self.step, **super().get_config()}

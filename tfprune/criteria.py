@@ -1,0 +1,423 @@
+"""Pruning criteria: how important each weight is.
+
+A criterion turns a weight tensor (and, for gradient-based criteria, a state
+accumulated during training) into a tensor of scores of the same shape.
+Higher scores are kept; the lowest are pruned first. A criterion does not
+decide how many weights go or in which pattern: that is the granularity's
+job (`tfprune.granularity`), given the scores.
+
+Interface of every criterion:
+- `score(weight, state=None, *, step=0, key=0) -> scores` (pure).
+- `needs_gradients`: True if `accumulate` must be fed the gradients.
+- `initial_state(weight)`: the state before any step (None if stateless).
+- `accumulate(state, weight, gradient) -> state` (pure): called once per
+  training step with the gradient of the loss with respect to `weight`.
+- `reset_after_update`: True if the state starts again from
+  `initial_state` after each mask update.
+
+Gradients are handed in by the caller (a training step, or the gradient hook
+`accumulate_on_backward`); criteria never compute them.
+
+Regularizers (`L1Regularizer`, `GroupLasso`) are penalties that push the
+weights about to be pruned toward zero before their mask drops them; see
+their docstrings for how they plug into training.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from tfprune._validation import received
+
+__all__ = [
+    "Criterion",
+    "Magnitude",
+    "Random",
+    "Taylor",
+    "Movement",
+    "L1Norm",
+    "L2Norm",
+    "L1Regularizer",
+    "GroupLasso",
+    "accumulate_on_backward",
+    "get",
+]
+
+
+class _Config:
+    """Flat config, equality by config, and a readable repr."""
+
+    def get_config(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __hash__(self) -> int:
+        return hash(type(self).__name__)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class Criterion(_Config):
+    """Base class of criteria: maps a weight tensor to importance scores.
+
+    Subclasses implement `score` and, if they learn from gradients, set
+    `needs_gradients = True` and implement `accumulate`.
+
+    Example:
+
+    ```python
+    @keras.saving.register_keras_serializable("my_project")
+    class AbsCubed(tfprune.criteria.Criterion):
+        def score(self, weight, state=None, *, step=0, key=0):
+            return keras.ops.abs(weight) ** 3
+    ```
+    """
+
+    needs_gradients: bool = False
+    reset_after_update: bool = False
+
+    def score(self, weight, state=None, *, step: int = 0, key: int = 0):
+        """Scores of `weight`'s entries; higher is more important.
+
+        Args:
+            weight: the weight tensor.
+            state: the accumulated state (gradient-based criteria only).
+            step: the training step; only `Random` uses it.
+            key: an integer that tells tensors apart (their position in the
+                model); only `Random` uses it.
+
+        Returns:
+            A float32 tensor with the shape of `weight`.
+        """
+        raise NotImplementedError
+
+    def initial_state(self, weight):
+        """The state before any training step, or None if stateless."""
+        if not self.needs_gradients:
+            return None
+        return ops.zeros(tuple(weight.shape), "float32")
+
+    def accumulate(self, state, weight, gradient):
+        """The state after one more step with `gradient` (pure)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not learn from gradients."
+        )
+
+
+
+def _f32(x):
+    return ops.cast(ops.convert_to_tensor(x), "float32")
+
+
+@keras.saving.register_keras_serializable("tfprune")
+class Magnitude(Criterion):
+    """Absolute value of each weight: small weights are pruned first.
+
+    Example:
+
+    >>> import numpy as np
+    >>> np.asarray(Magnitude().score(np.array([-2.0, 0.5]))).tolist()
+    [2.0, 0.5]
+    """
+
+    def score(self, weight, state=None, *, step: int = 0, key: int = 0):
+        return ops.abs(_f32(weight))
+
+
+@keras.saving.register_keras_serializable("tfprune")
+class Random(Criterion):
+    """Uniform random scores: the baseline every criterion should beat.
+
+    The scores depend only on `seed`, the step and the tensor's key, so a
+    run is reproducible; two tensors of the same shape get different scores
+    when their keys differ.
+
+    Args:
+        seed: integer seed. Defaults to 0.
+
+    Example:
+
+    >>> import numpy as np
+    >>> a = Random(seed=1).score(np.zeros((3,)), step=5)
+    >>> b = Random(seed=1).score(np.zeros((3,)), step=5)
+    >>> bool(np.all(np.asarray(a) == np.asarray(b)))
+    True
+    """
+
+    def __init__(self, seed: int = 0):
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"`seed` must be a non-negative integer. {received('seed', seed)}")
+        self.seed = int(seed)
+
+    def score(self, weight, state=None, *, step: int = 0, key: int = 0):
+        rng = np.random.default_rng([self.seed, int(step), int(key)])
+        return ops.convert_to_tensor(rng.random(tuple(weight.shape), dtype=np.float32))
+
+    def get_config(self) -> dict:
+        return {"seed": self.seed}
+
+
+class _GradientCriterion(Criterion):
+    needs_gradients = True
+
+    def score(self, weight, state=None, *, step: int = 0, key: int = 0):
+        """The accumulated state; magnitude while nothing was accumulated."""
+        magnitude = ops.abs(_f32(weight))
+        if state is None:
+            return magnitude
+        state = _f32(state)
+        return ops.where(ops.any(ops.not_equal(state, 0.0)), state, magnitude)
+
+
+@keras.saving.register_keras_serializable("tfprune")
+class Taylor(_GradientCriterion):
+    """First-order Taylor importance |gradient x weight| (Molchanov et al.).
+
+    `|g * w|` estimates how much the loss would change if the weight were
+    removed. It is summed over the steps between two mask updates and starts
+    again from zero after each update. Before any gradient has been
+    accumulated the scores fall back to the weight magnitude.
+
+    Example:
+
+    >>> import numpy as np
+    >>> t = Taylor()
+    >>> w = np.array([1.0, -2.0, 3.0], "float32")
+    >>> state = t.accumulate(t.initial_state(w), w, np.array([0.5, 0.1, 0.0], "float32"))
+    >>> [round(float(v), 4) for v in np.asarray(t.score(w, state))]
+    [0.5, 0.2, 0.0]
+    """
+
+    reset_after_update = True
+
+    def accumulate(self, state, weight, gradient):
+        return ops.add(_f32(state), ops.abs(ops.multiply(_f32(gradient), _f32(weight))))
+
+
+@keras.saving.register_keras_serializable("tfprune")
+class Movement(_GradientCriterion):
+    """Movement pruning (Sanh et al., 2020): keep weights moving away from 0.
+
+    The score accumulates `-gradient x weight` over all training steps: a
+    weight whose updates push it away from zero gains score, one shrinking
+    toward zero loses it. The state is never reset. Before any gradient has
+    been accumulated the scores fall back to the weight magnitude.
+
+    Example:
+
+    >>> import numpy as np
+    >>> m = Movement()
+    >>> w = np.array([1.0, 1.0], "float32")
+    >>> state = m.accumulate(m.initial_state(w), w, np.array([-1.0, 1.0], "float32"))
+    >>> np.asarray(m.score(w, state)).tolist()
+    [1.0, -1.0]
+    """
+
+    def accumulate(self, state, weight, gradient):
+        return ops.subtract(_f32(state), ops.multiply(_f32(gradient), _f32(weight)))
+
+
+@keras.saving.register_keras_serializable("tfprune")
+class L1Norm(Criterion):
+    """L1 norm of a unit: per weight `|w|`, summed over the unit's weights.
+
+    Meant for structured granularities (`Units`, `Block` with
+    `reduction="sum"`): a unit's score is the sum of its members' scores, so
+    it is the unit's L1 norm. Used unstructured it ranks like `Magnitude`.
+    """
+
+    def score(self, weight, state=None, *, step: int = 0, key: int = 0):
+        return ops.abs(_f32(weight))
+
+
+@keras.saving.register_keras_serializable("tfprune")
+class L2Norm(Criterion):
+    """L2 norm of a unit: per weight `w**2`, summed over the unit's weights.
+
+    The summed score is the squared L2 norm of the unit, which ranks units
+    exactly like the L2 norm (also across the several tensors of a unit
+    group, where the squares add up).
+    """
+
+    def score(self, weight, state=None, *, step: int = 0, key: int = 0):
+        w = _f32(weight)
+        return ops.multiply(w, w)
+
+
+_ALIASES = {
+    "magnitude": Magnitude,
+    "random": Random,
+    "taylor": Taylor,
+    "movement": Movement,
+    "l1": L1Norm,
+    "l1_norm": L1Norm,
+    "l2": L2Norm,
+    "l2_norm": L2Norm,
+}
+
+
+def get(identifier) -> Criterion:
+    """Normalizes a criterion argument.
+
+    Args:
+        identifier: a `Criterion`, its name ("magnitude", "random",
+            "taylor", "movement", "l1_norm", "l2_norm") or a serialized
+            criterion (dict).
+
+    Returns:
+        A `Criterion`.
+
+    Raises:
+        ValueError: for an unknown name.
+        TypeError: for any other type.
+
+    Example:
+
+    >>> get("taylor")
+    Taylor()
+    """
+    if isinstance(identifier, Criterion):
+        return identifier
+    if isinstance(identifier, str):
+        cls = _ALIASES.get(identifier.lower())
+        if cls is None:
+            raise ValueError(
+                f"Unknown criterion; expected one of {sorted(_ALIASES)}. "
+                f"{received('criterion', identifier)}"
+            )
+        return cls()
+    if isinstance(identifier, dict):
+        obj = keras.saving.deserialize_keras_object(identifier)
+        if isinstance(obj, Criterion):
+            return obj
+    raise TypeError(
+        "`criterion` must be a `tfprune.criteria.Criterion` or its name. "
+        f"{received('criterion', identifier)}"
+    )
+
+
+# ------------------------------------------------------------ gradient hook
+def accumulate_on_backward(value, state, criterion: Criterion, weight=None):
+    """Identity whose backward pass feeds the gradient to `criterion`.
+
+    Returns `value` unchanged. When a gradient flows back through the
+    result, `state` (a `keras.Variable` shaped like `value`) is assigned
+    `criterion.accumulate(state, weight, gradient)` and the gradient passes
+    through untouched. This is how a layer collects Taylor or movement
+    scores during `model.fit` without a custom training step. TensorFlow
+    backend.
+
+    Args:
+        value: the (masked) weight as used in the forward pass.
+        state: the `keras.Variable` holding the criterion's state.
+        criterion: a criterion with `needs_gradients`.
+        weight: the weight fed to `accumulate`; defaults to `value`.
+
+    Returns:
+        A tensor equal to `value`.
+    """
+    import tensorflow as tf
+
+    weight = value if weight is None else weight
+
+    @tf.custom_gradient
+    def _identity(x):
+        def grad(upstream):
+            state.assign(ops.cast(criterion.accumulate(state.value, weight, upstream), state.dtype))
+            return upstream
+
+        return tf.identity(x), grad
+
+    return _identity(value)
+
+
+# ------------------------------------------------------------ regularizers
+class _Penalty(_Config):
+    def __init__(self, strength: float):
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or strength < 0:
+            raise ValueError(
+                f"`strength` must be a number >= 0. {received('strength', strength)}"
+            )
+        self.strength = float(strength)
+
+    def get_config(self) -> dict:
+        return {"strength": self.strength}
+
+
+@keras.saving.register_keras_serializable("tfprune")
+class L1Regularizer(_Penalty):
+    """L1 penalty on the weights that the next mask update will prune.
+
+    `penalty = strength * sum(|w| * (1 - mask_to_be))`: the weights doomed
+    by the coming update are pulled toward zero first, so removing them
+    costs less. Weights that stay are not penalized.
+
+    To use it, add `regularizer(weight, mask_to_be)` to the loss: in a layer
+    with `self.add_loss(...)` in `call` (the mask-to-be held in a
+    non-trainable variable that is refreshed at each mask update), or in a
+    custom training step. `mask_to_be` is the mask of the next update, e.g.
+    `granularity.mask(criterion.score(w), next_sparsity, current_mask)`.
+
+    Args:
+        strength: multiplier of the penalty, `>= 0`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> reg = L1Regularizer(0.1)
+    >>> round(float(reg(np.array([1.0, -2.0]), np.array([0.0, 1.0]))), 6)
+    0.1
+    """
+
+    def __call__(self, weight, mask_to_be):
+        w = _f32(weight)
+        doomed = ops.subtract(1.0, _f32(mask_to_be))
+        return ops.multiply(self.strength, ops.sum(ops.abs(ops.multiply(w, doomed))))
+
+
+@keras.saving.register_keras_serializable("tfprune")
+class GroupLasso(_Penalty):
+    """Group-lasso penalty on the units that the next update will remove.
+
+    `penalty = strength * sum_j ||w_j * (1 - mask_to_be_j)||_2` over the
+    units `j` along `axis` (Dense output units: `axis=-1`). The L2 norm of a
+    whole unit pushes it to zero as a group, which suits `Units`
+    granularity. It plugs in like `L1Regularizer`.
+
+    Args:
+        strength: multiplier of the penalty, `>= 0`.
+        axis: the axis holding the units. Defaults to -1.
+
+    Example:
+
+    >>> import numpy as np
+    >>> reg = GroupLasso(1.0)
+    >>> w = np.array([[3.0, 1.0], [4.0, 1.0]])
+    >>> round(float(reg(w, np.array([[0.0, 1.0], [0.0, 1.0]]))), 4)
+    5.0
+    """
+
+    def __init__(self, strength: float, axis: int = -1):
+        super().__init__(strength)
+        if isinstance(axis, bool) or not isinstance(axis, int):
+            raise TypeError(f"`axis` must be an integer. {received('axis', axis)}")
+        self.axis = axis
+
+    def __call__(self, weight, mask_to_be):
+        w = ops.multiply(_f32(weight), ops.subtract(1.0, _f32(mask_to_be)))
+        w = ops.moveaxis(w, self.axis, -1)
+        squares = ops.sum(ops.reshape(ops.multiply(w, w), (-1, w.shape[-1])), axis=0)
+        return ops.multiply(self.strength, ops.sum(ops.sqrt(ops.add(squares, 1e-12))))
+
+    def get_config(self) -> dict:
+        return {"strength": self.strength, "axis": self.axis}

@@ -1,0 +1,513 @@
+"""Granularity: the pattern the pruned weights form.
+
+A granularity turns scores (from `tfprune.criteria`), a target sparsity and
+the previous mask into a new mask. Every mask function is pure, built with
+`keras.ops`, prunes an exact count (`round(n * sparsity)` of its items:
+weights, blocks, N:M groups or units), breaks ties toward the lowest index,
+and respects the previous mask: a pruned weight stays pruned.
+
+Decisions are taken per *unit group*: the tensors of a layer that are
+pruned together. For `Unstructured`, `Block` and `NM` a group is one
+tensor. For `Units` a group can span several tensors: an LSTM cell's unit
+`j` is columns `j, j+u, j+2u, j+3u` of both its kernel and recurrent
+kernel (plus row `j` of the recurrent kernel), and a MultiHeadAttention
+head is one slice of its query, key, value and output kernels.
+
+Interface (used by strategies and the pruning callback; the groups of a
+layer come from `tfprune.strategies.unit_groups`):
+- `mask(scores, sparsity, previous_mask=None, gates=1)`: one tensor.
+- `group_masks(group, scores, sparsity, previous_masks) -> {tensor: mask}`.
+- `item_scores(group, scores, previous_masks) -> (scores, sizes)`: one
+  score per item, for global rankings across tensors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from tfprune._mask_math import from_groups
+from tfprune._mask_math import lowest_k_mask
+from tfprune._mask_math import num_pruned
+from tfprune._mask_math import to_groups
+from tfprune._validation import check_sparsity
+from tfprune._validation import received
+from tfprune.criteria import _Config
+
+__all__ = [
+    "Granularity", "Unstructured", "Block", "NM", "Units", "UnitSlice", "UnitGroup", "get",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class UnitSlice:
+    """One tensor's share of a unit group.
+
+    Attributes:
+        tensor: index of the tensor in the list of scores and masks.
+        axis: the axis of that tensor holding the units.
+        gates: the axis holds `gates` blocks of `units` entries each; unit
+            `j` is entries `j, j + units, ...` (LSTM: 4, GRU: 3).
+        scored: False for a tensor that is masked with the units but does
+            not score them (a recurrent cell's bias).
+    """
+
+    tensor: int
+    axis: int = -1
+    gates: int = 1
+    scored: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class UnitGroup:
+    """Tensors whose units are pruned together, under one name."""
+
+    name: str
+    slices: tuple
+
+    @property
+    def tensors(self) -> list:
+        return sorted({s.tensor for s in self.slices})
+
+    @property
+    def scored_tensors(self) -> list:
+        return sorted({s.tensor for s in self.slices if s.scored})
+
+
+def _f32(x):
+    return ops.cast(ops.convert_to_tensor(x), "float32")
+
+
+def _prev(previous_masks, i):
+    if previous_masks is None:
+        return None
+    try:
+        return previous_masks[i]
+    except (KeyError, IndexError):
+        return None
+
+
+def _numpy(x):
+    return np.asarray(ops.convert_to_numpy(x), dtype=np.float64).reshape(-1)
+
+
+class Granularity(_Config):
+    """Base class: per-tensor decisions, one group per tensor."""
+
+    max_sparsity: float = 1.0
+    structured: bool = False
+
+    def mask(self, scores, sparsity, previous_mask=None, gates: int = 1):
+        """New mask of one tensor (1 keeps, 0 prunes); same shape as `scores`."""
+        raise NotImplementedError
+
+    def check(self, sparsity) -> float:
+        sparsity = check_sparsity("sparsity", sparsity)
+        if sparsity > self.max_sparsity + 1e-9:
+            raise ValueError(
+                f"{self!r} allows a sparsity of at most {self.max_sparsity:g}. "
+                f"{received('sparsity', sparsity)}"
+            )
+        return sparsity
+
+    def group_masks(self, group, scores, sparsity, previous_masks=None) -> dict:
+        (sl,) = group.slices
+        prev = _prev(previous_masks, sl.tensor)
+        return {sl.tensor: self.mask(scores[sl.tensor], sparsity, prev, sl.gates)}
+
+    def item_scores(self, group, scores, previous_masks=None):
+        """`(scores, sizes)` of the group's items as 1-D numpy arrays.
+
+        Items already pruned by the previous mask score `-inf`.
+        """
+        (sl,) = group.slices
+        s = _numpy(scores[sl.tensor])
+        prev = _prev(previous_masks, sl.tensor)
+        if prev is not None:
+            s = np.where(_numpy(prev) > 0, s, -np.inf)
+        return s, np.ones_like(s)
+
+
+
+@keras.saving.register_keras_serializable("tfprune")
+class Unstructured(Granularity):
+    """Any weight may go: the lowest-scoring `round(n * sparsity)` are pruned.
+
+    Recurrent kernels get one threshold per gate block (`gates`), each block
+    losing exactly `round(n_block * sparsity)` weights.
+
+    Example:
+
+    >>> import numpy as np
+    >>> np.asarray(Unstructured().mask(np.array([[3.0, 1.0, 2.0, 0.5]]), 0.5)).tolist()
+    [[1.0, 0.0, 1.0, 0.0]]
+    """
+
+    def mask(self, scores, sparsity, previous_mask=None, gates: int = 1):
+        sparsity = self.check(sparsity)
+        shape = tuple(scores.shape)
+        rows = to_groups(_f32(scores), gates)
+        prev = None if previous_mask is None else to_groups(_f32(previous_mask), gates)
+        k = num_pruned(int(rows.shape[1]), sparsity)
+        return from_groups(lowest_k_mask(rows, k, prev), shape, gates)
+
+
+def _check_reduction(reduction):
+    if reduction not in ("mean", "sum"):
+        raise ValueError(
+            f"`reduction` must be 'mean' or 'sum'. {received('reduction', reduction)}"
+        )
+    return reduction
+
+
+def _split_gates(x, gates):
+    return [x] if gates == 1 else ops.split(x, gates, axis=-1)
+
+
+@keras.saving.register_keras_serializable("tfprune")
+class Block(Granularity):
+    """Prunes whole blocks of `block_shape` weights.
+
+    The block covers the last axes of the kernel (leading axes get size 1).
+    For a Dense kernel `(in, out)`, `Block((4, 1))` prunes 4 consecutive
+    input rows of one output column: the 1x4 blocks TFLite runs, since the
+    converter transposes Dense kernels. A block's score is the mean (or sum)
+    of its members' scores; exactly `round(n_blocks * sparsity)` blocks are
+    pruned. A dimension that the block does not divide ends in partial
+    blocks, which are blocks like the others (scored over the members they
+    have). A block is already pruned when all its members were. Gate blocks
+    of recurrent kernels are blocked separately.
+
+    Args:
+        block_shape: tuple of positive ints. Defaults to `(4, 1)`.
+        reduction: "mean" (default) or "sum" of the member scores.
+
+    Example:
+
+    >>> import numpy as np
+    >>> s = np.array([[1.0], [1.0], [9.0], [9.0]])
+    >>> np.asarray(Block((2, 1)).mask(s, 0.5)).ravel().tolist()
+    [0.0, 0.0, 1.0, 1.0]
+    """
+
+    def __init__(self, block_shape=(4, 1), reduction: str = "mean"):
+        if not isinstance(block_shape, (tuple, list)) or not block_shape or not all(
+            isinstance(b, (int, np.integer)) and not isinstance(b, bool) and b > 0
+            for b in block_shape
+        ):
+            raise ValueError(
+                "`block_shape` must be a non-empty tuple of positive integers. "
+                f"{received('block_shape', block_shape)}"
+            )
+        self.block_shape = tuple(int(b) for b in block_shape)
+        self.reduction = _check_reduction(reduction)
+
+    def _layout(self, shape):
+        if len(self.block_shape) > len(shape):
+            raise ValueError(
+                f"`block_shape` {self.block_shape} has more axes than the tensor "
+                f"{shape}. Received: shape={shape}"
+            )
+        block = (1,) * (len(shape) - len(self.block_shape)) + self.block_shape
+        grid = tuple(math.ceil(d / b) for d, b in zip(shape, block))
+        return block, grid
+
+    def _to_blocks(self, x, shape, pad_value=0.0):
+        """(n_blocks, block_size) view of `x`, padded to whole blocks."""
+        block, grid = self._layout(shape)
+        pads = [(0, g * b - d) for d, b, g in zip(shape, block, grid)]
+        x = ops.pad(_f32(x), pads, constant_values=pad_value)
+        inter = [v for g, b in zip(grid, block) for v in (g, b)]
+        x = ops.reshape(x, inter)
+        n = len(shape)
+        x = ops.transpose(x, [2 * i for i in range(n)] + [2 * i + 1 for i in range(n)])
+        return ops.reshape(x, (math.prod(grid), math.prod(block)))
+
+    def _block_scores(self, scores, prev, shape):
+        total = ops.sum(self._to_blocks(scores, shape), axis=1)
+        count = ops.sum(self._to_blocks(ops.ones(shape), shape), axis=1)
+        if self.reduction == "mean":
+            total = ops.divide(total, count)
+        alive = None
+        if prev is not None:
+            alive = ops.cast(ops.sum(self._to_blocks(prev, shape), axis=1) > 0, "float32")
+        return total, count, alive
+
+    def _mask_one(self, scores, sparsity, prev):
+        shape = tuple(scores.shape)
+        block, grid = self._layout(shape)
+        total, _, alive = self._block_scores(scores, prev, shape)
+        k = num_pruned(math.prod(grid), sparsity)
+        keep = lowest_k_mask(total[None], k, None if alive is None else alive[None])
+        keep = ops.reshape(keep, grid)
+        for axis, b in enumerate(block):
+            if b > 1:
+                keep = ops.repeat(keep, b, axis=axis)
+        keep = ops.slice(keep, [0] * len(shape), shape)
+        return keep if prev is None else ops.multiply(keep, _f32(prev))
+
+    def mask(self, scores, sparsity, previous_mask=None, gates: int = 1):
+        sparsity = self.check(sparsity)
+        parts = _split_gates(_f32(scores), gates)
+        prevs = [None] * gates
+        if previous_mask is not None:
+            prevs = _split_gates(_f32(previous_mask), gates)
+        masks = [self._mask_one(s, sparsity, p) for s, p in zip(parts, prevs)]
+        return masks[0] if gates == 1 else ops.concatenate(masks, axis=-1)
+
+    def item_scores(self, group, scores, previous_masks=None):
+        (sl,) = group.slices
+        prev = _prev(previous_masks, sl.tensor)
+        parts = _split_gates(_f32(scores[sl.tensor]), sl.gates)
+        prevs = [None] * sl.gates if prev is None else _split_gates(_f32(prev), sl.gates)
+        out_s, out_n = [], []
+        for s, p in zip(parts, prevs):
+            total, count, alive = self._block_scores(s, p, tuple(s.shape))
+            total = _numpy(total)
+            if alive is not None:
+                total = np.where(_numpy(alive) > 0, total, -np.inf)
+            out_s.append(total)
+            out_n.append(_numpy(count))
+        return np.concatenate(out_s), np.concatenate(out_n)
+
+    def get_config(self) -> dict:
+        return {"block_shape": list(self.block_shape), "reduction": self.reduction}
+
+
+@keras.saving.register_keras_serializable("tfprune")
+class NM(Granularity):
+    """N:M sparsity: at most `n` of every `m` consecutive weights are kept.
+
+    Groups are `m` consecutive weights along `axis` ("input": the kernel's
+    input axis, -2, where 2:4 kernels expect them; "output": -1; or an int).
+    The sparsity follows the schedule: at sparsity `s` the
+    `round(n_groups * s / (1 - n/m))` groups whose `m - n` weakest weights
+    score lowest are turned to N:M, so the total sparsity tracks `s`, and at
+    `s = 1 - n/m` every group is exactly N:M. A turned group stays turned.
+    If `m` does not divide the axis, the last group is partial: it keeps at
+    most `n` of the weights it has (one with `n` or fewer is not counted).
+    Sparsities above `1 - n/m` are an error.
+
+    Args:
+        n: weights kept per group. Defaults to 2.
+        m: group size, `> n`. Defaults to 4.
+        axis: "input" (default), "output" or an integer axis.
+
+    Example:
+
+    >>> import numpy as np
+    >>> mask = NM(2, 4).mask(np.array([[4.0], [1.0], [3.0], [2.0]]), 0.5)
+    >>> np.asarray(mask).ravel().tolist()
+    [1.0, 0.0, 1.0, 0.0]
+    """
+
+    def __init__(self, n: int = 2, m: int = 4, axis="input"):
+        ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (n, m))
+        if not ints or not 0 < n < m:
+            raise ValueError(
+                f"`n` and `m` must be integers with 0 < n < m. Received: n={n!r}, m={m!r}"
+            )
+        named = axis in ("input", "output")
+        if not named and (isinstance(axis, bool) or not isinstance(axis, int)):
+            raise ValueError(
+                f"`axis` must be 'input', 'output' or an integer. {received('axis', axis)}"
+            )
+        self.n, self.m, self.axis = n, m, axis
+        self.max_sparsity = 1.0 - n / m
+
+    def _axis(self, ndim):
+        if self.axis == "input":
+            return -2 if ndim >= 2 else 0
+        if self.axis == "output":
+            return -1
+        return self.axis
+
+    def _grouped(self, scores, prev):
+        """Scores as (groups, m) rows, pruned and padding entries at -inf."""
+        shape = tuple(scores.shape)
+        axis = self._axis(len(shape))
+        s = ops.moveaxis(_f32(scores), axis, -1)
+        if prev is not None:
+            s = ops.where(ops.moveaxis(_f32(prev), axis, -1) > 0, s, -np.inf)
+        moved = tuple(s.shape)
+        pad = (-moved[-1]) % self.m
+        s = ops.pad(s, [(0, 0)] * (len(moved) - 1) + [(0, pad)], constant_values=-np.inf)
+        return ops.reshape(s, (-1, self.m)), moved, axis, pad
+
+    def _removal(self, rows):
+        """Per group: the m-n weakest members and their summed finite score."""
+        values, idx = ops.top_k(ops.negative(rows), self.m - self.n)
+        values = ops.negative(values)
+        finite = ops.where(ops.isfinite(values), values, 0.0)
+        cost = ops.sum(finite, axis=1)
+        turned = ops.all(ops.logical_not(ops.isfinite(values)), axis=1)
+        return idx, ops.where(turned, -np.inf, cost), turned
+
+    def mask(self, scores, sparsity, previous_mask=None, gates: int = 1):
+        sparsity = self.check(sparsity)
+        rows, moved, axis, pad = self._grouped(scores, previous_mask)
+        idx, cost, turned = self._removal(rows)
+        n_groups = int(rows.shape[0])
+        # Partial groups that padding alone makes N:M are free: not counted.
+        free = n_groups * self.m // (moved[-1] + pad) if pad >= self.m - self.n else 0
+        g = free + int(round((n_groups - free) * sparsity / self.max_sparsity))
+        untouched = ops.cast(ops.logical_not(turned), "float32")[None]
+        keep_group = lowest_k_mask(cost[None], g, untouched)
+        chosen = ops.sum(ops.one_hot(idx, self.m), axis=1)  # (groups, m)
+        keep = ops.subtract(1.0, ops.multiply(chosen, ops.subtract(1.0, keep_group[0])[:, None]))
+        keep = ops.reshape(keep, moved[:-1] + (moved[-1] + pad,))
+        keep = ops.slice(keep, [0] * len(moved), moved)
+        keep = ops.moveaxis(keep, -1, axis)
+        return keep if previous_mask is None else ops.multiply(keep, _f32(previous_mask))
+
+    def item_scores(self, group, scores, previous_masks=None):
+        (sl,) = group.slices
+        rows, _, _, _ = self._grouped(_f32(scores[sl.tensor]), _prev(previous_masks, sl.tensor))
+        _, cost, _ = self._removal(rows)
+        sizes = np.full(int(rows.shape[0]), float(self.m - self.n))
+        return _numpy(cost), sizes
+
+    def get_config(self) -> dict:
+        return {"n": self.n, "m": self.m, "axis": self.axis}
+
+
+@keras.saving.register_keras_serializable("tfprune")
+class Units(Granularity):
+    """Prunes whole units so that `tfprune.shrink` can remove them.
+
+    A unit is a Dense output unit (kernel column), a convolution filter
+    (last axis; `-2` for transposed convolutions), an embedding dimension,
+    an attention head (query/key/value kernels `(dim, heads, head_dim)` and
+    output kernel `(heads, head_dim, dim)`), or a recurrent hidden unit
+    across all gates of the kernel and recurrent kernel, plus its row of
+    the recurrent kernel and its bias entries. A unit's score combines all
+    its members across the tensors of its `UnitGroup`; exactly
+    `round(n_units * sparsity)` units are pruned. A unit is already pruned
+    when all its members were. Biases of other layers are not masked.
+
+    Args:
+        reduction: "sum" (default: with `L1Norm`/`L2Norm`, the unit's norm)
+            or "mean" of the member scores.
+
+    Example:
+
+    >>> import numpy as np
+    >>> s = np.array([[1.0, 5.0, 2.0], [1.0, 5.0, 2.0]])
+    >>> np.asarray(Units().mask(s, 1 / 3)).tolist()
+    [[0.0, 1.0, 1.0], [0.0, 1.0, 1.0]]
+    """
+
+    structured = True
+
+    def __init__(self, reduction: str = "sum"):
+        self.reduction = _check_reduction(reduction)
+
+    @staticmethod
+    def _per_unit(x, sl):
+        shape = tuple(x.shape)
+        length = shape[sl.axis]
+        if length % sl.gates:
+            raise ValueError(
+                f"Axis {sl.axis} of a tensor of shape {shape} does not split into "
+                f"{sl.gates} gates. Received: gates={sl.gates}"
+            )
+        x = ops.moveaxis(_f32(x), sl.axis, -1)
+        x = ops.reshape(x, (-1, sl.gates, length // sl.gates))
+        return ops.sum(ops.sum(x, axis=0), axis=0)
+
+    def _unit_scores(self, group, scores, previous_masks):
+        total = count = alive = None
+        for sl in (sl for sl in group.slices if sl.scored):
+            s = _f32(scores[sl.tensor])
+            prev = _prev(previous_masks, sl.tensor)
+            part = self._per_unit(s, sl)
+            n = self._per_unit(ops.ones(tuple(s.shape)), sl)
+            a = n if prev is None else self._per_unit(prev, sl)
+            if total is not None and tuple(part.shape) != tuple(total.shape):
+                raise ValueError(
+                    f"The tensors of unit group '{group.name}' disagree on the number "
+                    f"of units. Received: group={group!r}"
+                )
+            total = part if total is None else ops.add(total, part)
+            count = n if count is None else ops.add(count, n)
+            alive = a if alive is None else ops.add(alive, a)
+        if self.reduction == "mean":
+            total = ops.divide(total, count)
+        return total, ops.cast(alive > 0, "float32")
+
+    def group_masks(self, group, scores, sparsity, previous_masks=None) -> dict:
+        sparsity = self.check(sparsity)
+        unit_scores, alive = self._unit_scores(group, scores, previous_masks)
+        units = int(unit_scores.shape[0])
+        keep = lowest_k_mask(unit_scores[None], num_pruned(units, sparsity), alive[None])[0]
+        out = {}
+        for sl in group.slices:
+            shape = tuple(scores[sl.tensor].shape)
+            if sl.tensor not in out:
+                prev = _prev(previous_masks, sl.tensor)
+                out[sl.tensor] = ops.ones(shape) if prev is None else _f32(prev)
+            axis = sl.axis % len(shape)
+            bshape = [1] * len(shape)
+            bshape[axis] = shape[axis]
+            factor = ops.reshape(ops.tile(keep, (sl.gates,)), bshape)
+            out[sl.tensor] = ops.multiply(out[sl.tensor], factor)
+        return out
+
+    def mask(self, scores, sparsity, previous_mask=None, gates: int = 1):
+        group = UnitGroup("", (UnitSlice(0, -1, gates),))
+        return self.group_masks(group, [scores], sparsity, [previous_mask])[0]
+
+    def item_scores(self, group, scores, previous_masks=None):
+        unit_scores, alive = self._unit_scores(group, scores, previous_masks)
+        s = np.where(_numpy(alive) > 0, _numpy(unit_scores), -np.inf)
+        size = sum(math.prod(tuple(scores[t].shape)) for t in group.scored_tensors) / len(s)
+        return s, np.full(len(s), float(size))
+
+    def get_config(self) -> dict:
+        return {"reduction": self.reduction}
+
+
+_ALIASES = {"unstructured": Unstructured, "block": Block, "nm": NM, "2:4": NM, "units": Units}
+
+
+def get(identifier) -> Granularity:
+    """Normalizes a granularity argument.
+
+    Args:
+        identifier: a `Granularity`, a name ("unstructured", "block",
+            "nm" or "2:4", "units") or a serialized granularity (dict).
+
+    Returns:
+        A `Granularity`.
+
+    Raises:
+        ValueError: for an unknown name.
+        TypeError: for any other type.
+
+    Example:
+
+    >>> get("2:4")
+    NM(n=2, m=4, axis='input')
+    """
+    if isinstance(identifier, Granularity):
+        return identifier
+    if isinstance(identifier, str):
+        cls = _ALIASES.get(identifier.lower())
+        if cls is None:
+            raise ValueError(
+                f"Unknown granularity; expected one of {sorted(_ALIASES)}. "
+                f"{received('granularity', identifier)}"
+            )
+        return cls()
+    if isinstance(identifier, dict):
+        obj = keras.saving.deserialize_keras_object(identifier)
+        if isinstance(obj, Granularity):
+            return obj
+    raise TypeError(
+        "`granularity` must be a `tfprune.granularity.Granularity` or its name. "
+        f"{received('granularity', identifier)}"
+    )

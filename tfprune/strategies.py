@@ -1,0 +1,516 @@
+"""Pruning strategies: criterion + granularity + allocation + protection.
+
+A `Strategy` is a serializable bundle of the pluggable pieces:
+
+- a criterion (`tfprune.criteria`): which weights matter;
+- a granularity (`tfprune.granularity`): the pattern pruned weights form;
+- an allocation: how an overall target is split across tensors;
+- protection: layers that are never pruned.
+
+`Strategy.plan(model)` applies it to a model: it finds the prunable tensors,
+groups them (unit groups for `Units`), picks the granularity of each group
+(layers producing a model output are never unit-pruned) and marks the
+protected ones. `Plan.compute_masks(sparsity, ...)` then gives every mask.
+
+Presets: "dense", "recurrent", "regression", "auto" (see `get`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+
+import keras
+import numpy as np
+
+from tfprune import _registry
+from tfprune import criteria as criteria_lib
+from tfprune import granularity as granularity_lib
+from tfprune._allocation import Allocation
+from tfprune._allocation import Candidate
+from tfprune._allocation import Global
+from tfprune._allocation import PerLayer
+from tfprune._allocation import Uniform
+from tfprune._allocation import get as get_allocation
+from tfprune._sensitivity import SensitivityAllocation
+from tfprune._sensitivity import SensitivityTable
+from tfprune._sensitivity import relative_path
+from tfprune._validation import received
+from tfprune.granularity import UnitGroup
+from tfprune.granularity import UnitSlice
+
+__all__ = [
+    "Strategy", "AutoStrategy", "Plan", "Allocation", "Candidate", "Uniform", "Global",
+    "PerLayer", "SensitivityAllocation", "SensitivityTable", "dense", "recurrent",
+    "regression", "auto", "get", "unit_groups", "recurrent_biases", "io_layers",
+]
+
+
+# ------------------------------------------------------------ unit groups
+def _unit_axis(layer) -> int:
+    """-2 where the units are the second-to-last axis, else -1."""
+    names = ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
+             "DepthwiseConv1D", "DepthwiseConv2D")
+    second_last = tuple(getattr(keras.layers, n) for n in names if hasattr(keras.layers, n))
+    return -2 if isinstance(layer, second_last) else -1
+
+
+_HEAD_AXES = (("query_dense", 1), ("key_dense", 1), ("value_dense", 1), ("output_dense", 0))
+_CELL_WEIGHTS = ("kernel", "recurrent_kernel", "bias")
+
+
+def recurrent_biases(pruned_weights) -> list:
+    """`PrunableWeight`s for the biases of the recurrent cells whose kernel is
+    in `pruned_weights`: `Units` masks a removed unit's bias entries too, so
+    that its state stays exactly zero and `tfprune.shrink` can remove it."""
+    out, seen = [], set()
+    for pw in pruned_weights:
+        cell = pw.layer
+        bias = getattr(cell, "bias", None) if hasattr(cell, "recurrent_kernel") else None
+        if pw.variable.name == "kernel" and bias is not None and id(cell) not in seen:
+            seen.add(id(cell))
+            out.append(dataclasses.replace(pw, variable=bias))
+    return out
+
+
+def unit_groups(pruned_weights, layer=None) -> list:
+    """Unit groups of a list of `PrunableWeight`s, for `Units` granularity.
+
+    An attention head spans the query, key, value (axis 1) and output
+    (axis 0) kernels of a MultiHeadAttention; a recurrent unit spans all
+    gates of a cell's kernel and recurrent kernel (last axis) and its row
+    of the recurrent kernel, and its bias entries if the cell's bias is in
+    `pruned_weights` (see `recurrent_biases`; masked, not scored);
+    transposed and depthwise convolutions use axis -2; everything else its
+    last axis.
+
+    Args:
+        pruned_weights: `PrunableWeight`s, e.g. `wrapper.pruned_weights`.
+        layer: optional layer or model holding them, searched for
+            MultiHeadAttention layers.
+
+    Returns:
+        `UnitGroup`s indexing into `pruned_weights`, one per tensor or set
+        of tensors that share units, in tensor order.
+    """
+    index = {id(pw.variable): i for i, pw in enumerate(pruned_weights)}
+    groups, claimed = [], set()
+    for _, path, sub in [] if layer is None else _registry.walk(layer):
+        if isinstance(sub, keras.layers.MultiHeadAttention):
+            slices = []
+            for attr, axis in _HEAD_AXES:
+                kernel = getattr(getattr(sub, attr, None), "kernel", None)
+                if kernel is not None and id(kernel) in index:
+                    slices.append(UnitSlice(index[id(kernel)], axis, 1))
+            if slices:
+                groups.append(UnitGroup(path, tuple(slices)))
+                claimed.update(s.tensor for s in slices)
+    cells = {}
+    for i, pw in enumerate(pruned_weights):
+        recurrent = hasattr(pw.layer, "recurrent_kernel")
+        if i not in claimed and recurrent and pw.variable.name in _CELL_WEIGHTS:
+            cells.setdefault(id(pw.layer), []).append(i)
+    for members in cells.values():
+        slices = [
+            UnitSlice(i, -1, pruned_weights[i].gates, pruned_weights[i].variable.name != "bias")
+            for i in members
+        ]
+        rows = [i for i in members if pruned_weights[i].variable.name == "recurrent_kernel"]
+        slices += [UnitSlice(i, 0, 1) for i in rows]
+        groups.append(UnitGroup(pruned_weights[members[0]].path, tuple(slices)))
+        claimed.update(members)
+    for i, pw in enumerate(pruned_weights):
+        if i not in claimed:
+            groups.append(UnitGroup(pw.name, (UnitSlice(i, _unit_axis(pw.layer), pw.gates),)))
+    return sorted(groups, key=lambda g: min(g.tensors))
+
+
+# ------------------------------------------------------ model inputs/outputs
+def _name(layer) -> str:
+    from tfprune._wrapper import PruningWrapper  # the wrapper may import strategies
+
+    return layer.layer.name if isinstance(layer, PruningWrapper) else layer.name
+
+
+def io_layers(model) -> tuple:
+    """Names of the top-level prunable layers nearest the inputs and outputs.
+
+    In a Sequential or Functional model these are the prunable layers
+    reached from a model input (or leading to an output) without crossing
+    another prunable layer: all of them when there are several inputs or
+    outputs. In a subclassed model, the first and last prunable sub-layers.
+
+    Returns:
+        `(input_layer_names, output_layer_names)`, two sets.
+    """
+    cache = {}
+
+    def prunable(op):
+        if id(op) not in cache:
+            cache[id(op)] = bool(_registry.prunable_weights(op))
+        return cache[id(op)]
+
+    outputs = getattr(model, "outputs", None) or []
+    if not outputs or not all(hasattr(t, "_keras_history") for t in outputs):
+        order = [c for c in _registry.children(model) if prunable(c)]
+        return ({_name(order[0])}, {_name(order[-1])}) if order else (set(), set())
+
+    def back(tensors, stop_at_prunable, found, seen):
+        """Walks back from `tensors`; collects the prunable ops met (and stops
+        there if asked); returns True if a model input is reached."""
+        reached = False
+        for t in tensors:
+            op, node_index, _ = t._keras_history
+            if isinstance(op, keras.layers.InputLayer) or not op._inbound_nodes:
+                reached = True
+                continue
+            if prunable(op):
+                found.append((op, node_index))
+                if stop_at_prunable:
+                    continue
+            if (id(op), node_index) not in seen:
+                seen.add((id(op), node_index))
+                node = op._inbound_nodes[node_index]
+                reached |= back(node.input_tensors, stop_at_prunable, found, seen)
+        return reached
+
+    last, every = [], []
+    back(outputs, True, last, set())
+    back(outputs, False, every, set())
+    ins = {
+        _name(op) for op, i in every
+        if back(op._inbound_nodes[i].input_tensors, True, [], set())
+    }
+    return ins, {_name(op) for op, _ in last}
+
+
+# ------------------------------------------------------------------ plan
+@dataclasses.dataclass
+class PlanGroup:
+    """One unit of decision of a plan (see `Plan`)."""
+
+    name: str
+    layer: str
+    group: UnitGroup
+    granularity: object
+    protected: bool
+
+
+class Plan:
+    """A strategy applied to one model.
+
+    Attributes:
+        strategy: the (resolved) `Strategy`.
+        weights: every prunable `PrunableWeight` of the model, in order
+            (with `Units`, followed by the recurrent cells' biases, which are
+            masked with their units); masks, previous masks and states are
+            lists aligned with it.
+        groups: the `PlanGroup`s; their `UnitGroup` slices index `weights`.
+    """
+
+    def __init__(self, strategy, weights, groups):
+        self.strategy, self.weights, self.groups = strategy, weights, groups
+
+    @property
+    def protected(self) -> list:
+        """Names of the protected groups."""
+        return [g.name for g in self.groups if g.protected]
+
+    def candidates(self, scores=None, previous=None) -> list:
+        """The `Candidate`s the allocation sees (with item scores if given)."""
+        out = []
+        for g in self.groups:
+            tensors = g.group.scored_tensors
+            n = sum(int(np.prod(self.weights[t].variable.shape)) for t in tensors)
+            c = Candidate(g.name, n, g.layer, protected=g.protected,
+                          max_sparsity=g.granularity.max_sparsity)
+            if scores is not None:
+                c.scores, c.sizes = g.granularity.item_scores(g.group, scores, previous)
+            out.append(c)
+        return out
+
+    def compute_masks(self, sparsity, *, previous=None, states=None, step=0, final_sparsity=None):
+        """Every new mask at an overall `sparsity` (pure: nothing is assigned).
+
+        Args:
+            sparsity: the overall target of the allocation.
+            previous: masks aligned with `weights` (None: all ones).
+            states: criterion states aligned with `weights` (gradient-based
+                criteria), or None.
+            step: the training step (for `Random`).
+            final_sparsity: the schedule's final target (for `PerLayer`).
+
+        Returns:
+            A list of masks aligned with `weights`.
+        """
+        strategy = self.strategy
+        scores = [
+            strategy.criterion.score(pw.variable.value, None if states is None else states[i],
+                                     step=step, key=i)
+            for i, pw in enumerate(self.weights)
+        ]
+        item_scores = scores if strategy.allocation.needs_scores else None
+        candidates = self.candidates(item_scores, previous)
+        targets = strategy.allocation.allocate(candidates, sparsity, final_sparsity)
+        masks = [
+            keras.ops.ones(tuple(pw.variable.shape)) if previous is None else previous[i]
+            for i, pw in enumerate(self.weights)
+        ]
+        for g in self.groups:
+            if g.protected:
+                continue
+            new = g.granularity.group_masks(g.group, scores, targets[g.name], previous)
+            for t, mask in new.items():
+                masks[t] = mask
+        return masks
+
+
+# -------------------------------------------------------------- strategy
+def _serialize(obj):
+    return None if obj is None else keras.saving.serialize_keras_object(obj)
+
+
+def _check_protect(protect):
+    items = [protect] if isinstance(protect, str) else list(protect or ())
+    if not all(isinstance(p, str) for p in items):
+        raise TypeError(
+            "`protect` must be a list of layer names, paths, class names or glob "
+            f"patterns. {received('protect', protect)}"
+        )
+    return items
+
+
+@keras.saving.register_keras_serializable("tfprune")
+class Strategy:
+    """How to prune: criterion, granularity, allocation and protected layers.
+
+    Args:
+        criterion: a `tfprune.criteria.Criterion` or its name. Defaults to
+            "magnitude".
+        granularity: a `tfprune.granularity.Granularity` or its name.
+            Defaults to "unstructured".
+        allocation: an allocation (`Uniform`, `Global`, `PerLayer`,
+            `SensitivityAllocation`) or "uniform"/"global". Defaults to
+            "uniform".
+        protect: glob patterns; a layer is never pruned if its name, path,
+            a component of its path or its class name matches one.
+        protect_inputs: never prune the prunable layers nearest the model's
+            inputs. Defaults to False.
+        protect_outputs: never prune those nearest its outputs (the output
+            head). Defaults to False.
+        regularizer: optional `L1Regularizer`/`GroupLasso` pushing the
+            weights about to be pruned toward zero.
+
+    Example:
+
+    ```python
+    strategy = tfprune.strategies.Strategy(
+        criterion="l2_norm", granularity="units", allocation=Global(normalize="l2"),
+        protect=["embedding"])
+    plan = strategy.plan(model)
+    ```
+    """
+
+    def __init__(self, criterion="magnitude", granularity="unstructured", allocation="uniform",
+                 protect=(), protect_inputs=False, protect_outputs=False, regularizer=None):
+        self.criterion = criteria_lib.get(criterion)
+        self.granularity = granularity_lib.get(granularity)
+        self.allocation = get_allocation(allocation)
+        self.protect = _check_protect(protect)
+        self.protect_inputs, self.protect_outputs = bool(protect_inputs), bool(protect_outputs)
+        if isinstance(regularizer, dict):
+            regularizer = keras.saving.deserialize_keras_object(regularizer)
+        if regularizer is not None and not callable(regularizer):
+            raise TypeError(
+                f"`regularizer` must be callable. {received('regularizer', regularizer)}"
+            )
+        self.regularizer = regularizer
+
+    def resolve(self, model) -> Strategy:
+        """The concrete strategy for `model` (itself; see `AutoStrategy`)."""
+        return self
+
+    def _matches(self, path, layer) -> bool:
+        keys = [path, *path.split("/"), type(layer).__name__]
+        return any(fnmatch.fnmatchcase(k, p) for p in self.protect for k in keys)
+
+    def plan(self, model) -> Plan:
+        """Applies the strategy to `model` (plain or already pruned)."""
+        strategy = self.resolve(model)
+        weights = _registry.prunable_weights(model)
+        n_prunable = len(weights)
+        if strategy.granularity.structured:
+            weights = weights + recurrent_biases(weights)
+        ins, outs = io_layers(model) if isinstance(model, keras.Model) else (set(), set())
+        rel = [relative_path(pw.path, model.name) for pw in weights]
+        top = [p.split("/")[0] for p in rel]
+        head = {i for i, t in enumerate(top[:n_prunable]) if t in outs}
+        per_tensor = [
+            UnitGroup(pw.name, (UnitSlice(i, -1, pw.gates),))
+            for i, pw in enumerate(weights[:n_prunable])
+        ]
+        if strategy.granularity.structured:  # output units would change the output shape
+            layer = model if isinstance(model, keras.Model) else None
+            groups = [g for g in unit_groups(weights, layer) if not set(g.scored_tensors) & head]
+            groups = sorted(groups + [per_tensor[i] for i in head], key=lambda g: min(g.tensors))
+        else:
+            groups = per_tensor
+        planned = []
+        for g in groups:
+            first = min(g.tensors)
+            granularity = strategy.granularity
+            if granularity.structured and first in head:
+                granularity = granularity_lib.Unstructured()
+            protected = any(
+                strategy._matches(rel[t], weights[t].layer)
+                or (strategy.protect_inputs and top[t] in ins)
+                or (strategy.protect_outputs and top[t] in outs)
+                for t in g.tensors
+            )
+            name = relative_path(g.name, model.name)
+            planned.append(PlanGroup(name, rel[first], g, granularity, protected))
+        return Plan(strategy, weights, planned)
+
+    def get_config(self) -> dict:
+        return {
+            "criterion": _serialize(self.criterion),
+            "granularity": _serialize(self.granularity),
+            "allocation": _serialize(self.allocation),
+            "protect": list(self.protect),
+            "protect_inputs": self.protect_inputs,
+            "protect_outputs": self.protect_outputs,
+            "regularizer": _serialize(self.regularizer),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __hash__(self) -> int:
+        return hash(type(self).__name__)
+
+    def __repr__(self) -> str:
+        parts = [f"criterion={self.criterion!r}", f"granularity={self.granularity!r}",
+                 f"allocation={self.allocation!r}"]
+        optional = ("protect", "protect_inputs", "protect_outputs", "regularizer")
+        parts += [f"{k}={v!r}" for k in optional if (v := getattr(self, k))]
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+def _has_rnn(model) -> bool:
+    return any(isinstance(sub, keras.layers.RNN) for _, _, sub in _registry.walk(model))
+
+
+@keras.saving.register_keras_serializable("tfprune")
+class AutoStrategy(Strategy):
+    """Picks "recurrent" for models with an RNN layer, else "dense".
+
+    Args:
+        units: prune whole units (`Units` granularity) instead of single
+            weights. Defaults to False.
+        protect, protect_inputs, protect_outputs: as in `Strategy`.
+    """
+
+    def __init__(self, units=False, protect=(), protect_inputs=False, protect_outputs=False):
+        super().__init__(
+            protect=protect, protect_inputs=protect_inputs, protect_outputs=protect_outputs
+        )
+        self.units = bool(units)
+
+    def resolve(self, model) -> Strategy:
+        preset = recurrent if _has_rnn(model) else dense
+        return preset(units=self.units, protect=self.protect, protect_inputs=self.protect_inputs,
+                      protect_outputs=self.protect_outputs)
+
+    def get_config(self) -> dict:
+        return {"units": self.units, "protect": list(self.protect),
+                "protect_inputs": self.protect_inputs, "protect_outputs": self.protect_outputs}
+
+    def __repr__(self) -> str:
+        return f"AutoStrategy(units={self.units}, protect_inputs={self.protect_inputs}, " \
+               f"protect_outputs={self.protect_outputs})"
+
+
+# --------------------------------------------------------------- presets
+def dense(units: bool = False, **kwargs) -> Strategy:
+    """Dense/Conv/Embedding models: one global magnitude ranking.
+
+    Unstructured magnitude pruning with `Global()` allocation, or with
+    `units=True` whole units ranked by L2 norm with `Global(normalize="l2")`.
+    `kwargs` go to `Strategy` (protection).
+    """
+    if units:
+        return Strategy("l2_norm", granularity_lib.Units(), Global(normalize="l2"), **kwargs)
+    return Strategy("magnitude", "unstructured", Global(), **kwargs)
+
+
+def recurrent(units: bool = False, **kwargs) -> Strategy:
+    """Recurrent models: gate-aware, every tensor on its own.
+
+    Each gate block of each kernel and recurrent kernel gets its own
+    threshold and exactly the target sparsity (`Uniform()`). With
+    `units=True` whole hidden units go, across all gates and both kernels,
+    ranked by L2 norm, so that `tfprune.shrink` can remove them.
+    """
+    granularity = granularity_lib.Units() if units else "unstructured"
+    return Strategy("l2_norm" if units else "magnitude", granularity, Uniform(), **kwargs)
+
+
+def regression(units: bool = False, **kwargs) -> Strategy:
+    """Regression models: like "auto", but the input layers and the output
+    head are never pruned. Meant to be used with `tfprune.QualityGuard`."""
+    kwargs.setdefault("protect_inputs", True)
+    kwargs.setdefault("protect_outputs", True)
+    return AutoStrategy(units=units, **kwargs)
+
+
+def auto(units: bool = False, **kwargs) -> Strategy:
+    """"recurrent" if the model holds an RNN layer, else "dense"."""
+    return AutoStrategy(units=units, **kwargs)
+
+
+_PRESETS = {"dense": dense, "recurrent": recurrent, "regression": regression, "auto": auto}
+
+
+def get(identifier) -> Strategy:
+    """Normalizes a strategy argument.
+
+    Args:
+        identifier: a `Strategy`, a preset name ("dense", "recurrent",
+            "regression", "auto"), a serialized strategy (dict), or None
+            ("auto").
+
+    Returns:
+        A `Strategy`.
+
+    Raises:
+        ValueError: for an unknown name.
+        TypeError: for any other type.
+
+    Example:
+
+    >>> get("recurrent").allocation
+    Uniform(min_sparsity=0.0, max_sparsity=None, protect_first=False, protect_last=False)
+    """
+    if identifier is None:
+        return auto()
+    if isinstance(identifier, Strategy):
+        return identifier
+    if isinstance(identifier, str):
+        if identifier.lower() not in _PRESETS:
+            raise ValueError(
+                f"Unknown strategy; expected one of {sorted(_PRESETS)} or a "
+                f"`tfprune.strategies.Strategy`. {received('strategy', identifier)}"
+            )
+        return _PRESETS[identifier.lower()]()
+    if isinstance(identifier, dict):
+        obj = keras.saving.deserialize_keras_object(identifier)
+        if isinstance(obj, Strategy):
+            return obj
+    raise TypeError(
+        f"`strategy` must be a preset name or a `tfprune.strategies.Strategy`. "
+        f"{received('strategy', identifier)}"
+    )
