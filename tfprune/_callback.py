@@ -11,6 +11,21 @@ from tfprune._validation import check_positive_int
 from tfprune._validation import received
 
 
+def _write_scalar(tag: str, value: float) -> None:
+    """Writes a TensorBoard scalar to the default summary writer.
+
+    `tf.summary.scalar` needs the `tensorboard` package, which TensorFlow no
+    longer installs; this writes the same record (a float32 tensor tagged for
+    the "scalars" plugin) with TensorFlow alone.
+    """
+    import tensorflow as tf
+
+    metadata = tf.compat.v1.SummaryMetadata(
+        plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars")
+    )
+    tf.summary.write(tag, tf.constant(value, tf.float32), metadata=metadata)
+
+
 def overall_sparsity(wrappers) -> float:
     """Fraction of zeros over every weight the wrappers prune."""
     total = zeros = 0
@@ -53,9 +68,11 @@ class PruningCallback(keras.callbacks.Callback):
     pruned.fit(x, y, epochs=10, callbacks=[tfprune.PruningCallback(update_every=50)])
     ```
 
-    In a custom training loop, call the hooks yourself:
+    In a custom training loop, call the hooks yourself. The model must know
+    its optimizer, whose `iterations` are the clock:
 
     ```python
+    pruned.compile(optimizer=optimizer)
     callback = tfprune.PruningCallback()
     callback.set_model(pruned)
     callback.on_train_begin()
@@ -86,7 +103,7 @@ class PruningCallback(keras.callbacks.Callback):
                 "`model.optimizer.iterations`); call `model.compile(...)` "
                 f"first. Received: model={self.model.name}"
             )
-        return int(keras.ops.convert_to_numpy(optimizer.iterations))
+        return int(optimizer.iterations.numpy())
 
     def _due(self, wrapper, step: int) -> bool:
         schedule = wrapper.schedule
@@ -120,15 +137,13 @@ class PruningCallback(keras.callbacks.Callback):
         return bool(updated)
 
     def _write_layer_scalars(self, wrappers, step):
-        import tensorflow as tf
-
         with self._writer.as_default(step=step):
             for wrapper in wrappers:
                 for pw, value in zip(wrapper.pruned_weights, wrapper.masked_values()):
                     size = math.prod(tuple(value.shape))
                     zeros = size - int(keras.ops.count_nonzero(value))
-                    tf.summary.scalar(f"sparsity/{pw.name}", zeros / size)
-            tf.summary.scalar("sparsity/overall", self.sparsity)
+                    _write_scalar(f"sparsity/{pw.name}", zeros / size)
+            _write_scalar("sparsity/overall", self.sparsity)
         self._writer.flush()
 
     # --------------------------------------------------------------- hooks
@@ -150,7 +165,7 @@ class PruningCallback(keras.callbacks.Callback):
         for wrapper in self._wrappers:
             wrapper._callback_active = True
         self._last = {
-            id(w): int(keras.ops.convert_to_numpy(w.pruning_step)) for w in self._wrappers
+            id(w): int(w.pruning_step.numpy()) for w in self._wrappers
         }
         if self.log_dir is not None:
             import tensorflow as tf
@@ -168,10 +183,8 @@ class PruningCallback(keras.callbacks.Callback):
         if logs is not None:
             logs["sparsity"] = self.sparsity
         if self._writer is not None:
-            import tensorflow as tf
-
             with self._writer.as_default(step=self._step()):
-                tf.summary.scalar("sparsity/overall", self.sparsity)
+                _write_scalar("sparsity/overall", self.sparsity)
             self._writer.flush()
 
     def on_train_end(self, logs=None):

@@ -58,7 +58,7 @@ def copy_graph_model(model, clone_function=None):
     copy.set_weights(model.get_weights())
     if shared:
         warnings.warn(
-            f"Layers {shared} could not be re-created from their config and are "
+            f"tfprune: layers {shared} could not be re-created from their config and are "
             "shared with the original model (training the result changes "
             "them too). Implement `get_config()` on them to avoid this.",
             UserWarning,
@@ -79,16 +79,23 @@ def replace_children(model, replace) -> int:
     """
     tracker = model._tracker
     tracked = {id(layer) for layer in model._layers}
+    # One replacement per layer, however many places refer to it (an
+    # attribute and the checkpoint-dependency dict both hold it).
+    replaced = {}
     count = 0
 
     def swap(old):
         nonlocal count
-        if not isinstance(old, keras.layers.Layer) or id(old) not in tracked:
+        if not isinstance(old, keras.layers.Layer):
+            return old
+        if id(old) in replaced:
+            return replaced[id(old)]
+        if id(old) not in tracked:
             return old
         new = replace(old)
+        replaced[id(old)] = new
         if new is not old:
             tracker.replace_tracked_value("layers", old, new)
-            tracked.discard(id(old))
             count += 1
         return new
 

@@ -32,7 +32,7 @@ class _Selector:
             if not (
                 isinstance(item, str)
                 or (isinstance(item, type) and issubclass(item, keras.layers.Layer))
-                or (callable(item) and not isinstance(item, type))
+                or (callable(item) and not isinstance(item, (type, keras.layers.Layer)))
             ):
                 raise TypeError(
                     "`layers` must be a layer name, a layer class, a predicate "
@@ -181,7 +181,7 @@ def prune(model, sparsity, *, layers=None):
         return layer
 
     if not isinstance(model, keras.Model):
-        result = wrap(model)
+        result = _build_like_inner(wrap(model))
         if result is model:
             raise ValueError(
                 f"Layer '{model.name}' has nothing tfprune can prune. "
@@ -223,6 +223,15 @@ def _wrap_subclassed(model, wrap, selector, schedule):
         if isinstance(layer, keras.Model):
             _wrap_subclassed(layer, wrap, selector, schedule)
             return layer
-        return wrap(layer)
+        return _build_like_inner(wrap(layer))
 
     replace_children(model, replace)
+
+
+def _build_like_inner(layer):
+    """Builds a new wrapper around a built layer, so that its masks exist
+    before the first call (which a subclassed model makes only in `fit`)."""
+    if isinstance(layer, PruningWrapper) and layer.layer.built and not layer.built:
+        config = layer.layer.get_build_config() or {}
+        layer.build(config.get("input_shape"))
+    return layer

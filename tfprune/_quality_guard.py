@@ -151,7 +151,7 @@ class QualityGuard(keras.callbacks.Callback):
             if not self._warned:
                 self._warned = True
                 warnings.warn(
-                    f"QualityGuard: metric '{self.monitor}' is not in the epoch logs "
+                    f"tfprune.QualityGuard: metric '{self.monitor}' is not in the epoch logs "
                     f"(available: {sorted(logs or {})}); the guard does nothing. Pass "
                     "validation data to `fit` or set `monitor`.",
                     UserWarning,

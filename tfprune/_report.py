@@ -130,9 +130,9 @@ def sparsity_report(model) -> SparsityReport:
     rows = []
     root = f"{model.name}/" if isinstance(model, keras.Model) else ""
     for pw in _registry.prunable_weights(model):
-        value = np.asarray(keras.ops.convert_to_numpy(pw.variable.value))
+        value = np.asarray(pw.variable.numpy())
         if id(pw.variable) in masks:
-            value = value * np.asarray(keras.ops.convert_to_numpy(masks[id(pw.variable)]))
+            value = value * np.asarray(masks[id(pw.variable)].numpy())
         size = math.prod(value.shape)
         zeros = int(size - np.count_nonzero(value))
         rows.append(
