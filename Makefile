@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench bench-env clean
 
 install: $(STAMP)
 
@@ -22,6 +22,18 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) examples/house_prices.py
+
+# A second environment with tfmot 0.8.1 on legacy tf_keras, for the
+# side-by-side examples and benchmarks (never imported by tfprune itself).
+BENCH_VENV ?= .venv-bench
+$(BENCH_VENV)/.installed:
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet "tensorflow==2.21.0" "tf-keras==2.21.0" \
+		"tensorflow-model-optimization==0.8.1" numpy scikit-learn
+	touch $@
+
+bench-env: $(BENCH_VENV)/.installed
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -232,3 +232,17 @@ def test_custom_training_loop_quick(tmp_path):
         saved["sparsity"]
     )
     _check_png(saved["files"]["plot"])
+
+
+def test_migrate_from_tfmot_quick(tmp_path):
+    from examples import migrate_from_tfmot
+
+    results = migrate_from_tfmot.main(["--quick", "--out", str(tmp_path)])
+    ours = results["tfprune (Keras 3)"]
+    assert abs(ours["sparsity"] - 0.8) < 0.005
+    assert ours["accuracy"] > 0.5  # 10 classes: chance is 0.1
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["tfprune (Keras 3)"]["sparsity"] == pytest.approx(ours["sparsity"])
+    if "tfmot 0.8.1 (tf_keras)" in results:  # only where a tfmot interpreter exists
+        theirs = results["tfmot 0.8.1 (tf_keras)"]
+        assert abs(theirs["sparsity"] - 0.8) < 0.005
