@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench bench-env clean
+.PHONY: install test demo bench bench-quick bench-env clean
 
 install: $(STAMP)
 
@@ -29,11 +29,18 @@ BENCH_VENV ?= .venv-bench
 $(BENCH_VENV)/.installed:
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(BENCH_VENV)/bin/python -m pip install --quiet "tensorflow==2.21.0" "tf-keras==2.21.0" \
+	$(BENCH_VENV)/bin/python -m pip install --quiet "tensorflow==2.21.*" "tf-keras==2.21.0" \
 		"tensorflow-model-optimization==0.8.1" numpy scikit-learn
 	touch $@
 
 bench-env: $(BENCH_VENV)/.installed
+
+# Side-by-side benchmarks; rewrite docs/BENCHMARKS.md (BENCH_ARGS=--skip-100m ...).
+bench: $(STAMP) $(BENCH_VENV)/.installed
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m benchmarks $(BENCH_ARGS)
+
+bench-quick: $(STAMP) $(BENCH_VENV)/.installed
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m benchmarks --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
