@@ -15,6 +15,7 @@ print(tfprune.sparsity_report(final))
 """
 
 from tfprune import criteria
+from tfprune import export
 from tfprune import granularity
 from tfprune import schedules
 from tfprune import strategies
@@ -41,6 +42,7 @@ __all__ = [
     "ShrinkReport",
     "SparsityReport",
     "criteria",
+    "export",
     "granularity",
     "prune",
     "register_prunable_layer",
