@@ -15,14 +15,42 @@ from tfprune.export._result import ExportResult
 SAVED_MODEL_TOLERANCE = 1e-4
 
 
-def write(model, specs, directory: str, batch_size=None) -> None:
-    """Writes `model` as a SavedModel with `serve`/`serving_default` endpoints."""
+def write(model, specs, directory: str, batch_size=None, for_conversion=False) -> None:
+    """Writes `model` as a SavedModel with `serve`/`serving_default` endpoints.
+
+    For the artifact users keep, a bare trackable object holds the model's
+    variables once and the traced `serve` function: Keras' own
+    `model.export` tracks every variable twice, which doubles the variables
+    file. With `for_conversion=True` (an intermediate for the TFLite
+    converter, which freezes Keras' layout into constants but leaves
+    READ_VARIABLE ops in the compact one) `model.export` is used.
+    """
     tf_specs = [
         tf.TensorSpec((batch_size,) + tuple(shape[1:]), dtype, name=name)
         for shape, dtype, name in specs
     ]
-    signature = tf_specs if len(tf_specs) == 1 else [tf_specs]
-    model.export(directory, format="tf_saved_model", input_signature=signature, verbose=False)
+    if for_conversion:
+        signature = tf_specs if len(tf_specs) == 1 else [tf_specs]
+        model.export(directory, format="tf_saved_model", input_signature=signature, verbose=False)
+        return
+
+    if len(tf_specs) == 1:
+
+        @tf.function(input_signature=tf_specs)
+        def serve(x):
+            return model(x, training=False)
+
+    else:
+
+        @tf.function(input_signature=[tf_specs])
+        def serve(inputs):
+            return model(list(inputs), training=False)
+
+    # The object Keras' exporter uses too (it keeps `loaded.variables`).
+    module = tf.__internal__.tracking.AutoTrackable()
+    module.variables = list(model.variables)
+    module.serve = serve
+    tf.saved_model.save(module, directory, signatures={"serving_default": serve})
 
 
 def _run(loaded, arrays):

@@ -77,7 +77,7 @@ def _convert(plain, specs, rnns, staging, *, quantize, sparse, samples, select_t
     for batch_size in (None, 1):
         directory = staging.scratch(f"saved_model_batch_{batch_size or 'any'}_{len(failures)}")
         with _recurrent.unrolled(rnns):
-            write_saved_model(plain, specs, directory, batch_size=batch_size)
+            write_saved_model(plain, specs, directory, batch_size=batch_size, for_conversion=True)
         converter = tf.lite.TFLiteConverter.from_saved_model(directory)
         optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else []
         if quantize is not None:
