@@ -94,3 +94,23 @@ def test_callback_config_defaults():
     cb = tfprune.PruningCallback()
     assert cb.get_config() == {"update_every": 100, "log_dir": None}
     assert tfprune.PruningCallback.from_config(cb.get_config()).get_config() == cb.get_config()
+
+
+def test_wrapper_roundtrip_keeps_its_strategy():
+    from tfprune import criteria, granularity, strategies
+
+    strategy = strategies.Strategy(
+        "taylor", granularity.Block((4, 1)), strategies.Global(normalize="l2"),
+        protect=["emb*"], regularizer=criteria.L1Regularizer(0.01),
+    )
+    wrapper = tfprune.PruningWrapper(L.Dense(4), 0.5, strategy=strategy)
+    config, restored = _roundtrip(wrapper)
+    assert config["config"]["strategy"]["registered_name"] == "tfprune>Strategy"
+    assert restored.strategy == strategy
+    _, preset = _roundtrip(tfprune.PruningWrapper(L.Dense(4), 0.5, strategy="regression"))
+    assert preset.strategy == strategies.regression()
+    # Configs written before wrappers had a strategy load with the default.
+    old = tfprune.PruningWrapper(L.Dense(4), 0.5).get_config()
+    old["layer"] = keras.saving.serialize_keras_object(L.Dense(4))
+    del old["strategy"]
+    assert tfprune.PruningWrapper.from_config(old).strategy == strategies.Strategy()

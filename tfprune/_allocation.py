@@ -27,6 +27,7 @@ import numpy as np
 from tfprune._validation import check_sparsity
 from tfprune._validation import received
 from tfprune.criteria import _Config
+from tfprune.criteria import lookup
 
 __all__ = ["Allocation", "Candidate", "Uniform", "Global", "PerLayer", "get"]
 
@@ -73,10 +74,16 @@ def _check_fraction(name, value, allow_none=False, upper_inclusive=False):
 
 
 class Allocation(_Config):
-    """Base class: checks, protection and bounds; subclasses split the count."""
+    """Base class: checks, protection and bounds; subclasses split the count.
+
+    `model_wide` is True when one layer's share depends on the others (a
+    global ranking): `PruningCallback` then updates every layer at once and
+    needs one schedule for the whole model.
+    """
 
     needs_scores = False
     reaches_target = True
+    model_wide = True
 
     def __init__(
         self, min_sparsity=0.0, max_sparsity=None, protect_first=False, protect_last=False
@@ -170,15 +177,26 @@ def _largest_remainder(exact, k, hi):
 class Uniform(Allocation):
     """The same sparsity for every unprotected candidate.
 
-    Each candidate gets exactly the target (its count is `round(n * s)`).
-    With `min_sparsity`/`max_sparsity`, candidates outside the bounds are
-    clipped and the others share the rest, so the overall target holds.
+    Each candidate gets exactly the target (its count is `round(n * s)`, as
+    in plain magnitude pruning: unlike the other allocations, no item is
+    kept back, so a tiny tensor can be emptied at a high target). With
+    `min_sparsity`/`max_sparsity` (or a granularity's own cap), candidates
+    outside the bounds are clipped and the others share the rest, so the
+    overall target holds.
 
     Example:
 
     >>> Uniform().allocate([Candidate("a", 100), Candidate("b", 10)], 0.5)
     {'a': 0.5, 'b': 0.5}
     """
+
+    model_wide = False
+
+    def _cap(self, c) -> float:
+        # Exactly `round(n * s)` per tensor, as plain magnitude pruning: no
+        # item is kept back unless a cap says so.
+        return min(1.0 if self.max_sparsity is None else self.max_sparsity, c.max_sparsity) \
+            * c.n_params
 
     def _split(self, active, k, lo, hi, sparsity, final_sparsity):
         n = np.array([c.n_params for c in active], dtype=np.float64)
@@ -296,6 +314,7 @@ class PerLayer(Allocation):
     """
 
     reaches_target = False
+    model_wide = False
 
     def __init__(self, sparsities: dict, default=None, **kwargs):
         if not isinstance(sparsities, dict) or not all(isinstance(k, str) for k in sparsities):
@@ -351,21 +370,5 @@ def get(identifier) -> Allocation:
     >>> get("global").normalize is None
     True
     """
-    if isinstance(identifier, Allocation):
-        return identifier
-    if isinstance(identifier, str):
-        cls = _ALIASES.get(identifier.lower())
-        if cls is None:
-            raise ValueError(
-                f"Unknown allocation; expected one of {sorted(_ALIASES)} or an "
-                f"Allocation object. {received('allocation', identifier)}"
-            )
-        return cls()
-    if isinstance(identifier, dict):
-        obj = keras.saving.deserialize_keras_object(identifier)
-        if isinstance(obj, Allocation):
-            return obj
-    raise TypeError(
-        "`allocation` must be a `tfprune.strategies` allocation or its name. "
-        f"{received('allocation', identifier)}"
-    )
+    return lookup(identifier, Allocation, _ALIASES, "allocation",
+                  "a `tfprune.strategies` allocation")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import keras
@@ -37,18 +38,83 @@ def overall_sparsity(wrappers) -> float:
     return zeros / total if total else 0.0
 
 
+def _value(variable):
+    return keras.ops.convert_to_tensor(variable)
+
+
+@dataclasses.dataclass
+class _Unit:
+    """Wrappers whose masks are updated together, with one schedule."""
+
+    wrappers: list
+    plan: object
+    schedule: object
+
+
+def _plan_units(model, wrappers) -> tuple:
+    """`(plan, slots, units)` for the wrappers of `model`.
+
+    The plan covers the whole model; groups without masks (layers left
+    unwrapped) are protected. `slots` is aligned with `plan.weights` (None
+    where there is no mask).
+    """
+    strategies = [w.strategy for w in wrappers]
+    if any(s != strategies[0] for s in strategies):
+        names = {w.name: w.strategy for w in wrappers}
+        raise ValueError(
+            "The PruningWrapper layers of a model must share one strategy: a plan "
+            "covers the whole model. Prune it with one `tfprune.prune(model, "
+            f"sparsity, strategy=...)` call. Received: strategies={names!r}"
+        )
+    plan = strategies[0].plan(model)
+    slots, owner = {}, {}
+    for w in wrappers:
+        for slot in w.slots:
+            slots[id(slot.weight.variable)] = slot
+            owner[id(slot.weight.variable)] = w
+    aligned = [slots.get(id(pw.variable)) for pw in plan.weights]
+    masked = {g.name for g in plan.groups
+              if all(aligned[t] is not None for t in g.group.tensors)}
+    plan = plan.only(masked)
+    schedules = [w.schedule for w in wrappers]
+    if all(s == schedules[0] for s in schedules):
+        return plan, aligned, [_Unit(list(wrappers), plan, schedules[0])]
+    if plan.strategy.allocation.model_wide:
+        by_wrapper = {w.name: w.schedule for w in wrappers}
+        raise ValueError(
+            f"{type(plan.strategy.allocation).__name__} allocation splits one target "
+            "across the whole model, so every PruningWrapper must share one "
+            f"schedule. Received: schedules={by_wrapper!r}"
+        )
+    units = []
+    for w in wrappers:
+        mine = [g.name for g in plan.groups
+                if owner.get(id(plan.weights[g.group.tensors[0]].variable)) is w]
+        units.append(_Unit([w], plan.only(mine), w.schedule))
+    return plan, aligned, units
+
+
 @keras.saving.register_keras_serializable("tfprune")
 class PruningCallback(keras.callbacks.Callback):
     """Updates the pruning masks during `fit`; the one callback pruning needs.
 
     The clock is `model.optimizer.iterations`, the number of optimizer steps
     taken, so the schedule survives `steps_per_execution > 1`, several `fit`
-    calls and a model reloaded from a checkpoint. A wrapper's masks are
-    updated when its schedule has begun and `update_every` steps have passed
-    since its last update, and always at the first opportunity at or after
-    the schedule's `end_step`, so the final sparsity is reached exactly then
-    whatever `update_every` is. The callback checks at the start of training
-    and after every batch (every `steps_per_execution` steps).
+    calls and a model reloaded from a checkpoint. Masks are updated when the
+    schedule has begun and `update_every` steps have passed since the last
+    update, and always at the first opportunity at or after the schedule's
+    `end_step`, so the final sparsity is reached exactly then whatever
+    `update_every` is. The callback checks at the start of training and
+    after every batch (every `steps_per_execution` steps).
+
+    Each update applies the wrappers' strategy (`tfprune.strategies`) to the
+    whole model at once: one plan, one allocation of the schedule's target
+    across the layers. Wrappers must share one strategy. When they also
+    share one schedule (as `tfprune.prune` makes them) they are all updated
+    at the same steps; wrappers with different schedules are updated each on
+    its own, which only allocations that do not rank layers together
+    (`Uniform`, `PerLayer`) allow. A wrapper whose `frozen` attribute is True
+    (see `tfprune.QualityGuard`) keeps its masks.
 
     The overall sparsity of the pruned weights is written into `logs` as
     `"sparsity"`, so it shows in the progress bar and in `History`.
@@ -59,6 +125,11 @@ class PruningCallback(keras.callbacks.Callback):
         log_dir: optional directory; per-layer sparsity is written there as
             TensorBoard scalars (`sparsity/<layer>`) at each update, and the
             overall sparsity at each epoch end.
+
+    Attributes:
+        plan: the `tfprune.strategies.Plan` of the model being trained
+            (set at `on_train_begin`).
+        sparsity: the overall sparsity after the last update.
 
     Example:
 
@@ -90,6 +161,9 @@ class PruningCallback(keras.callbacks.Callback):
             raise TypeError(f"`log_dir` must be a path string or None. {received('log_dir', log_dir)}")
         self.log_dir = log_dir
         self._wrappers = []
+        self._units = []
+        self._slots = []
+        self.plan = None
         self._last = {}  # id(wrapper) -> step of its last update, mirrors pruning_step
         self._writer = None
         self.sparsity = 0.0
@@ -106,6 +180,8 @@ class PruningCallback(keras.callbacks.Callback):
         return int(optimizer.iterations.numpy())
 
     def _due(self, wrapper, step: int) -> bool:
+        if getattr(wrapper, "frozen", False):
+            return False
         schedule = wrapper.schedule
         if step < schedule.begin_step:
             return False
@@ -116,6 +192,40 @@ class PruningCallback(keras.callbacks.Callback):
             return False
         return step - last >= self.update_every or step >= schedule.end_step
 
+    def _update(self, unit, step: int) -> None:
+        for wrapper in unit.wrappers:
+            wrapper.check_finite()
+        slots = self._slots
+        previous = [
+            keras.ops.ones(tuple(pw.variable.shape)) if s is None else _value(s.mask)
+            for pw, s in zip(self.plan.weights, slots)
+        ]
+        states = None
+        if unit.plan.strategy.criterion.needs_gradients:
+            states = [None if s is None or s.score is None else _value(s.score) for s in slots]
+        schedule, plan = unit.schedule, unit.plan
+        masks = plan.compute_masks(schedule(step), previous=previous, states=states, step=step,
+                                   final_sparsity=schedule.final_sparsity)
+        changed = {t for g in plan.groups if not g.protected for t in g.group.tensors}
+        chosen = [s if t in changed else None for t, s in enumerate(slots)]
+        _wrapper.apply_masks(chosen, masks)
+        if plan.strategy.criterion.reset_after_update:
+            for s in chosen:
+                if s is not None and s.score is not None:
+                    s.score.assign(keras.ops.zeros(tuple(s.score.shape), s.score.dtype))
+            states = None
+        if plan.strategy.regularizer is not None:  # the mask the next update will give
+            upcoming = max(step, min(step + self.update_every, schedule.end_step))
+            upcoming_masks = plan.compute_masks(
+                schedule(upcoming), previous=masks, states=states, step=upcoming,
+                final_sparsity=schedule.final_sparsity)
+            for s, mask in zip(chosen, upcoming_masks):
+                if s is not None and s.next_mask is not None:
+                    s.next_mask.assign(keras.ops.cast(mask, s.next_mask.dtype))
+        for wrapper in unit.wrappers:
+            wrapper.pruning_step.assign(step)
+            self._last[id(wrapper)] = step
+
     def update_masks(self, step: int | None = None) -> bool:
         """Updates the masks that are due at `step` (default: the clock).
 
@@ -124,12 +234,11 @@ class PruningCallback(keras.callbacks.Callback):
         """
         step = self._step() if step is None else int(step)
         updated = []
-        for wrapper in self._wrappers:
-            if self._due(wrapper, step):
-                wrapper.prune_to(wrapper.schedule(step))
-                wrapper.pruning_step.assign(step)
-                self._last[id(wrapper)] = step
-                updated.append(wrapper)
+        for unit in self._units:
+            frozen = any(getattr(w, "frozen", False) for w in unit.wrappers)
+            if not frozen and any(self._due(w, step) for w in unit.wrappers):
+                self._update(unit, step)
+                updated.extend(unit.wrappers)
         if updated:
             self.sparsity = overall_sparsity(self._wrappers)
             if self._writer is not None:
@@ -162,6 +271,7 @@ class PruningCallback(keras.callbacks.Callback):
                 "(call it on data or give it an Input) before training. "
                 f"Received: model={self.model.name}"
             )
+        self.plan, self._slots, self._units = _plan_units(self.model, self._wrappers)
         for wrapper in self._wrappers:
             wrapper._callback_active = True
         self._last = {
@@ -172,6 +282,10 @@ class PruningCallback(keras.callbacks.Callback):
 
             self._writer = tf.summary.create_file_writer(self.log_dir)
         self.update_masks()
+        self.sparsity = overall_sparsity(self._wrappers)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # Masks can change outside the updates (QualityGuard restores them).
         self.sparsity = overall_sparsity(self._wrappers)
 
     def on_train_batch_end(self, batch, logs=None):

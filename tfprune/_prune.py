@@ -9,6 +9,7 @@ import keras
 
 from tfprune import _registry
 from tfprune import schedules as schedules_lib
+from tfprune import strategies as strategies_lib
 from tfprune._model_utils import check_model
 from tfprune._model_utils import copy_graph_model
 from tfprune._model_utils import is_graph_model
@@ -108,7 +109,7 @@ def _unsupported(layer) -> bool:
     )
 
 
-def prune(model, sparsity, *, layers=None):
+def prune(model, sparsity, *, layers=None, strategy=None):
     """Wraps every prunable layer of `model` for pruning during training.
 
     Works on Sequential, Functional, subclassed and nested models. A
@@ -132,22 +133,30 @@ def prune(model, sparsity, *, layers=None):
             `fn(layer) -> bool`, or a list mixing them. A layer is pruned if
             it, or a layer containing it, matches. A name that matches no
             layer is an error. Defaults to every prunable layer.
+        strategy: how to prune: a `tfprune.strategies.Strategy` or a preset
+            name ("dense", "recurrent", "regression", "auto"; see
+            docs/strategies.md). Every wrapper carries it, and
+            `PruningCallback` applies it to the whole model. Layers it
+            protects are left unwrapped. Defaults to `Strategy()`:
+            magnitude, unstructured, every tensor at the schedule's sparsity.
 
     Returns:
         The model with its selected prunable layers wrapped.
 
     Raises:
-        TypeError: if `model` is not a Keras model or layer, or `layers` or
-            `sparsity` has the wrong type.
+        TypeError: if `model` is not a Keras model or layer, or `layers`,
+            `sparsity` or `strategy` has the wrong type.
         ValueError: if the model is not built, already pruned, a name in
-            `layers` matches nothing, nothing is prunable, or `sparsity` is
-            out of [0, 1).
+            `layers` matches nothing, nothing is prunable (or everything is
+            protected), `sparsity` is out of [0, 1) or beyond what the
+            strategy's granularity allows, or `strategy` is an unknown name.
 
     Example:
 
     ```python
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(64), keras.layers.Dense(1)])
-    pruned = tfprune.prune(model, tfprune.schedules.PolynomialDecay(0.0, 0.9, 0, 1000))
+    pruned = tfprune.prune(model, tfprune.schedules.PolynomialDecay(0.0, 0.9, 0, 1000),
+                           strategy="dense")
     pruned.compile("adam", "mse")
     pruned.fit(x, y, epochs=5, callbacks=[tfprune.PruningCallback()])
     final = tfprune.strip(pruned)
@@ -155,6 +164,7 @@ def prune(model, sparsity, *, layers=None):
     """
     check_model(model)
     schedule = schedules_lib.get(sparsity, "sparsity")
+    strategy = strategies_lib.Strategy() if strategy is None else strategies_lib.get(strategy)
     selector = _Selector(layers)
     existing = find_wrappers(model)
     if existing:
@@ -164,17 +174,23 @@ def prune(model, sparsity, *, layers=None):
             f"Strip it first with `tfprune.strip`. Received: model={model.name}"
         )
     selector.check_names(model)
+    protected = _protected_tensors(model, strategy, schedule)
+    prefix = f"{model.name}/" if isinstance(model, keras.Model) else ""
 
-    wrapped, unsupported = [], []
+    wrapped, unsupported, skipped = [], [], []
 
     def wrap(layer):
         if isinstance(layer, keras.layers.InputLayer):
             return layer
         selected, owners = _plan(layer, selector)
+        names = {prefix + pw.name for pw in _registry.prunable_weights(layer, include=selected)}
+        if selected and names <= protected:
+            skipped.append(layer.name)
+            return layer
         if selected:
             wrapped.append(layer.name)
             include = None if selected == owners else selected
-            return PruningWrapper(layer, schedule, include=include)
+            return PruningWrapper(layer, schedule, include=include, strategy=strategy)
         unsupported.extend(
             sub.name for _, _, sub in _registry.walk(layer) if _unsupported(sub)
         )
@@ -193,6 +209,12 @@ def prune(model, sparsity, *, layers=None):
     else:
         result = model
         _wrap_subclassed(model, wrap, selector, schedule)
+    if not wrapped and not find_wrappers(result) and skipped:
+        raise ValueError(
+            f"The strategy protects every selected layer of model '{model.name}' "
+            f"({sorted(skipped)}), so nothing is left to prune. "
+            f"Received: strategy={strategy!r}"
+        )
     if not wrapped and not find_wrappers(result):
         raise ValueError(
             f"No layer of model '{model.name}' was selected for pruning "
@@ -211,6 +233,22 @@ def prune(model, sparsity, *, layers=None):
         )
     logger.info("tfprune.prune wrapped %d layers of '%s'", len(find_wrappers(result)), model.name)
     return result
+
+
+def _protected_tensors(model, strategy, schedule) -> set:
+    """Names (`PrunableWeight.name`) of the tensors `strategy` protects in
+    `model`; checks that the strategy can reach the schedule's end."""
+    plan = strategy.plan(model)
+    granularity, allocation = plan.strategy.granularity, plan.strategy.allocation
+    final = schedule.final_sparsity
+    if final > granularity.max_sparsity + 1e-9:
+        raise ValueError(
+            f"{granularity!r} allows a sparsity of at most {granularity.max_sparsity:g}, "
+            f"but the schedule ends at {final:g}. Received: sparsity={schedule!r}"
+        )
+    if not allocation.needs_scores:  # fail now rather than in the middle of `fit`
+        allocation.allocate(plan.candidates(), final, final)
+    return {plan.weights[t].name for g in plan.groups if g.protected for t in g.group.tensors}
 
 
 def _wrap_subclassed(model, wrap, selector, schedule):

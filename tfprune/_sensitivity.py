@@ -250,7 +250,9 @@ def sensitivity(
     ```python
     table = tfprune.sensitivity(model, (x_val, y_val), metric="mae")
     print(table)
-    strategy = tfprune.Strategy(allocation=tfprune.strategies.SensitivityAllocation(table))
+    strategy = tfprune.strategies.Strategy(
+        allocation=tfprune.strategies.SensitivityAllocation(table))
+    pruned = tfprune.prune(model, 0.8, strategy=strategy)
     ```
     """
     if not isinstance(model, keras.layers.Layer):

@@ -13,9 +13,11 @@ from tfprune._wrapper import find_wrappers
 
 
 def _bake(wrapper: PruningWrapper) -> None:
-    """Writes weight x mask into the pruned variables."""
-    for pw, value in zip(wrapper.pruned_weights, wrapper.masked_values()):
-        pw.variable.assign(value)
+    """Writes weight x mask into every masked variable (the recurrent biases
+    that `Units` masks with their units included)."""
+    for slot in wrapper.slots:
+        variable = slot.weight.variable
+        variable.assign(keras.ops.multiply(variable, keras.ops.cast(slot.mask, variable.dtype)))
 
 
 def _unwrap_in_place(wrapper: PruningWrapper):

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 
 import keras
-import numpy as np
 from keras import ops
 
-from tfprune import _mask_math
 from tfprune import _registry
+from tfprune import criteria as criteria_lib
 from tfprune import schedules as schedules_lib
+from tfprune import strategies as strategies_lib
+from tfprune._structure import recurrent_biases
 from tfprune._validation import received
 
 
@@ -32,6 +34,30 @@ class _MaskConstraint:
         if self.inner is not None:
             w = self.inner(w)
         return ops.multiply(w, ops.cast(self.mask, w.dtype))
+
+
+@dataclasses.dataclass
+class Slot:
+    """The state a wrapper keeps for one masked tensor.
+
+    Attributes:
+        weight: the `PrunableWeight`.
+        mask: its mask variable.
+        score: the criterion's state variable (gradient criteria), or None.
+        next_mask: the mask of the next update (with a regularizer), or None.
+        counted: False for a recurrent bias masked with its units (`Units`):
+            not a pruned weight, left out of the sparsity totals.
+    """
+
+    weight: object
+    mask: object
+    score: object = None
+    next_mask: object = None
+    counted: bool = True
+
+
+def _variable_name(pw, suffix) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", f"{pw.name}_{suffix}")
 
 
 def _accepts(fn, name) -> bool:
@@ -65,7 +91,7 @@ class PruningWrapper(keras.layers.Wrapper):
     in the forward pass, so pruned weights contribute nothing and receive a
     zero gradient, and a variable constraint keeps them exactly zero in the
     variable after every optimizer step. `tfprune.PruningCallback` updates
-    the masks during `fit` following the sparsity schedule.
+    the masks during `fit` following the sparsity schedule and the strategy.
 
     Any layer whose weights tfprune can find is accepted: Dense, EinsumDense,
     convolutions, Embedding, MultiHeadAttention, SimpleRNN/LSTM/GRU (each
@@ -73,13 +99,27 @@ class PruningWrapper(keras.layers.Wrapper):
     nested models, custom layers that hold such layers, and layers that
     implement `get_prunable_weights()`.
 
+    The strategy decides what else the wrapper keeps, in variables saved
+    with the model: with `Units`, masks for the biases of recurrent cells;
+    with a gradient criterion (`Taylor`, `Movement`), a score per pruned
+    weight, fed by the backward pass while training; with a regularizer, the
+    mask of the next update, and a penalty added to the loss while training.
+    The default strategy adds nothing to the train step.
+
     Args:
         layer: the `keras.layers.Layer` to prune.
         sparsity: a number in [0, 1) or a `tfprune.schedules.PruningSchedule`.
         include: optional list of index paths (lists of child positions, see
             `tfprune.prune`) that restrict pruning to some of the layers
             inside `layer`. `None` (default) prunes all of them.
+        strategy: a `tfprune.strategies.Strategy` or a preset name. Defaults
+            to `Strategy()`: magnitude, unstructured, every tensor at the
+            schedule's sparsity.
         **kwargs: base layer arguments, such as `name`.
+
+    Attributes:
+        frozen: when True, `PruningCallback` no longer updates the masks
+            (set by `tfprune.QualityGuard`; not saved).
 
     Example:
 
@@ -94,7 +134,7 @@ class PruningWrapper(keras.layers.Wrapper):
     ```
     """
 
-    def __init__(self, layer, sparsity, include=None, **kwargs):
+    def __init__(self, layer, sparsity, include=None, strategy=None, **kwargs):
         if not isinstance(layer, keras.layers.Layer):
             raise TypeError(
                 "`layer` must be a `keras.layers.Layer` instance. "
@@ -118,6 +158,9 @@ class PruningWrapper(keras.layers.Wrapper):
                 f"Received: layer={layer.name}"
             )
         self.schedule = schedules_lib.get(sparsity, "sparsity")
+        self.strategy = (
+            strategies_lib.Strategy() if strategy is None else strategies_lib.get(strategy)
+        )
         if include is not None:
             include = [tuple(int(i) for i in p) for p in include]
         self.include = include
@@ -125,9 +168,13 @@ class PruningWrapper(keras.layers.Wrapper):
         super().__init__(layer, **kwargs)
         self._call_passes_training = _accepts(layer.call, "training")
         self.supports_masking = layer.supports_masking
+        self.frozen = False
         self._pruned = []
         self._masks = []
+        self._slots = []
         self._original_constraints = []
+        self._resolved = None
+        self._local_plan = None
         self.pruning_step = None
         # Set by `PruningCallback.on_train_begin` and cleared at
         # `on_train_end`: training a pruned layer without it is an error.
@@ -145,6 +192,16 @@ class PruningWrapper(keras.layers.Wrapper):
         # block rebuilt from a config); then the masks wait for the call.
         self._create_masks(strict=False)
 
+    def _add_state(self, pw, suffix, initializer, dtype=None):
+        return self.add_weight(
+            name=_variable_name(pw, suffix),
+            shape=pw.variable.shape,
+            dtype=dtype or pw.variable.dtype,
+            initializer=initializer,
+            trainable=False,
+            aggregation="only_first_replica",
+        )
+
     def _create_masks(self, strict=True):
         if self.pruning_step is not None:
             return
@@ -159,19 +216,13 @@ class PruningWrapper(keras.layers.Wrapper):
                 "`get_prunable_weights()` method). "
                 f"Received: layer={self.layer.name}"
             )
+        resolved = self._resolved = self.strategy.resolve(self.layer)
+        biases = recurrent_biases(self._pruned) if resolved.granularity.structured else []
         was_locked = self._tracker.locked
         self._tracker.unlock()
         try:
-            for pw in self._pruned:
-                mask = self.add_weight(
-                    name=re.sub(r"[^A-Za-z0-9_]", "_", f"{pw.name}_mask"),
-                    shape=pw.variable.shape,
-                    dtype=pw.variable.dtype,
-                    initializer="ones",
-                    trainable=False,
-                    aggregation="only_first_replica",
-                )
-                self._masks.append(mask)
+            # Variable order is the save format: masks, step, then extras.
+            self._masks = [self._add_state(pw, "mask", "ones") for pw in self._pruned]
             self.pruning_step = self.add_weight(
                 name="pruning_step",
                 shape=(),
@@ -180,12 +231,21 @@ class PruningWrapper(keras.layers.Wrapper):
                 trainable=False,
                 aggregation="only_first_replica",
             )
+            self._slots = [Slot(pw, m) for pw, m in zip(self._pruned, self._masks)]
+            self._slots += [Slot(pw, self._add_state(pw, "mask", "ones"), counted=False)
+                            for pw in biases]
+            for slot in self._slots[:len(self._pruned)]:
+                if resolved.criterion.needs_gradients:
+                    slot.score = self._add_state(slot.weight, "score", "zeros", "float32")
+                if resolved.regularizer is not None:
+                    slot.next_mask = self._add_state(slot.weight, "next_mask", "ones")
         finally:
             if was_locked:
                 self._tracker.lock()
-        for pw, mask in zip(self._pruned, self._masks):
-            self._original_constraints.append(pw.variable.constraint)
-            pw.variable.constraint = _MaskConstraint(mask, pw.variable.constraint)
+        for slot in self._slots:
+            variable = slot.weight.variable
+            self._original_constraints.append(variable.constraint)
+            variable.constraint = _MaskConstraint(slot.mask, variable.constraint)
 
     def _ensure_masks(self, inputs, args, kwargs):
         if self.pruning_step is None:
@@ -203,6 +263,15 @@ class PruningWrapper(keras.layers.Wrapper):
             kwargs["training"] = training
         return kwargs
 
+    def _mapped_value(self, slot, training):
+        variable = slot.weight.variable
+        value = ops.multiply(variable, ops.cast(slot.mask, variable.dtype))
+        if training is True and slot.score is not None:
+            value = criteria_lib.accumulate_on_backward(
+                value, slot.score, self._resolved.criterion, weight=variable
+            )
+        return value
+
     def call(self, inputs, *args, training=None, **kwargs):
         kwargs = self._inner_kwargs(training, kwargs)
         self._ensure_masks(inputs, args, kwargs)
@@ -214,15 +283,12 @@ class PruningWrapper(keras.layers.Wrapper):
                 "`callbacks=[tfprune.PruningCallback()]` to `fit` (in a custom "
                 "loop, call the callback's hooks; see the docs)."
             )
-        mapping = [
-            (pw.variable, ops.multiply(pw.variable, ops.cast(m, pw.variable.dtype)))
-            for pw, m in zip(self._pruned, self._masks)
-        ]
+        mapping = [(s.weight.variable, self._mapped_value(s, training)) for s in self._slots]
         with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
             outputs = self.layer(inputs, *args, **kwargs)
         # Variables other than the masked weights (seed generators of dropout,
         # moving statistics, RNN states) were updated inside the scope only.
-        masked = {id(pw.variable) for pw in self._pruned}
+        masked = {id(s.weight.variable) for s in self._slots}
         for variable in self.layer.variables:
             if id(variable) not in masked:
                 value = scope.get_current_value(variable)
@@ -230,6 +296,10 @@ class PruningWrapper(keras.layers.Wrapper):
                     variable.assign(value)
         if scope.losses:
             self.add_loss(scope.losses)
+        if training is True and self._resolved.regularizer is not None:
+            for slot in self._slots:
+                if slot.next_mask is not None:
+                    self.add_loss(self._resolved.regularizer(slot.weight.variable, slot.next_mask))
         return outputs
 
     def compute_output_spec(self, inputs, *args, training=None, **kwargs):
@@ -246,13 +316,19 @@ class PruningWrapper(keras.layers.Wrapper):
     # ------------------------------------------------------------- pruning
     @property
     def pruned_weights(self) -> list:
-        """The `PrunableWeight`s this wrapper masks, in mask order."""
+        """The `PrunableWeight`s this wrapper prunes, in mask order."""
         return list(self._pruned)
 
     @property
     def masks(self) -> list:
         """The mask variables, one per entry of `pruned_weights`."""
         return list(self._masks)
+
+    @property
+    def slots(self) -> list:
+        """Every masked tensor with its state (`Slot`s): the entries of
+        `pruned_weights`, then the recurrent biases masked by `Units`."""
+        return list(self._slots)
 
     def masked_values(self) -> list:
         """Current effective values (weight x mask) of the pruned weights."""
@@ -261,46 +337,76 @@ class PruningWrapper(keras.layers.Wrapper):
             for pw, m in zip(self._pruned, self._masks)
         ]
 
-    def prune_to(self, sparsity: float) -> None:
-        """Updates every mask to `sparsity` by weight magnitude.
-
-        Each gate block of each weight gets exactly `round(n * sparsity)`
-        pruned weights (or more, if more were already pruned: a pruned weight
-        stays pruned). The pruned weights are zeroed in the variables too.
-
-        Raises:
-            ValueError: if a weight holds NaN or infinite values.
-        """
-        if self.pruning_step is None:
-            raise ValueError(
-                f"PruningWrapper '{self.name}' is not built yet; call it on "
-                f"data or build the model first. Received: sparsity={sparsity}"
-            )
-        for pw, mask in zip(self._pruned, self._masks):
-            value = pw.variable.value
-            if not bool(ops.all(ops.isfinite(value))):
+    def check_finite(self) -> None:
+        """Raises a `ValueError` naming the weight if one holds NaN or inf."""
+        for pw in self._pruned:
+            if not bool(ops.all(ops.isfinite(pw.variable.value))):
                 raise ValueError(
                     f"Weight '{pw.name}' of layer '{self.layer.name}' holds NaN or "
                     "infinite values, so it cannot be ranked for pruning; the "
                     "training has diverged (lower the learning rate or check "
                     f"the data). Received: layer={self.layer.name}"
                 )
-            new_mask = _mask_math.magnitude_mask(value, sparsity, mask.value, pw.gates)
-            new_mask = ops.cast(new_mask, mask.dtype)
-            mask.assign(new_mask)
-            pw.variable.assign(ops.multiply(value, ops.cast(new_mask, value.dtype)))
+
+    def plan(self):
+        """The wrapper's strategy applied to its own weights alone (a
+        `tfprune.strategies.Plan`; no input/output protection, which needs
+        the whole model). `prune_to` uses it."""
+        if self._local_plan is None:
+            self._local_plan = self.strategy.plan_weights(self.layer, self._pruned, io=False)
+        return self._local_plan
+
+    def prune_to(self, sparsity: float) -> None:
+        """Updates every mask to `sparsity` with the wrapper's strategy.
+
+        The strategy (by default magnitude, each gate block of each weight
+        exactly `round(n * sparsity)` pruned) is applied to this wrapper's
+        weights alone (`PruningCallback` plans over the whole model). A
+        pruned weight stays pruned; pruned weights are zeroed in the
+        variables too.
+
+        Raises:
+            ValueError: if the wrapper is not built, or a weight holds NaN
+                or infinite values.
+        """
+        if self.pruning_step is None:
+            raise ValueError(
+                f"PruningWrapper '{self.name}' is not built yet; call it on "
+                f"data or build the model first. Received: sparsity={sparsity}"
+            )
+        self.check_finite()
+        plan = self.plan()
+        slots = {id(s.weight.variable): s for s in self._slots}
+        chosen = [slots.get(id(pw.variable)) for pw in plan.weights]
+        previous = [ops.convert_to_tensor(s.mask) for s in chosen]
+        states = [None if s.score is None else ops.convert_to_tensor(s.score) for s in chosen]
+        masks = plan.compute_masks(sparsity, previous=previous, states=states)
+        apply_masks(chosen, masks)
 
     def restore_constraints(self) -> None:
         """Puts back the constraints the variables had before wrapping."""
-        for pw, original in zip(self._pruned, self._original_constraints):
-            pw.variable.constraint = original
+        for slot, original in zip(self._slots, self._original_constraints):
+            slot.weight.variable.constraint = original
 
     # -------------------------------------------------------------- config
     def get_config(self):
         config = super().get_config()
         config["sparsity"] = schedules_lib.serialize(self.schedule)
         config["include"] = None if self.include is None else [list(p) for p in self.include]
+        config["strategy"] = keras.saving.serialize_keras_object(self.strategy)
         return config
+
+
+def apply_masks(slots, masks) -> None:
+    """Assigns `masks` to the `Slot`s (None entries are skipped) and zeroes
+    the pruned entries of their variables."""
+    for slot, mask in zip(slots, masks):
+        if slot is None:
+            continue
+        mask = ops.cast(mask, slot.mask.dtype)
+        slot.mask.assign(mask)
+        value = slot.weight.variable.value
+        slot.weight.variable.assign(ops.multiply(value, ops.cast(mask, value.dtype)))
 
 
 def find_wrappers(model) -> list:
@@ -312,7 +418,3 @@ def find_wrappers(model) -> list:
         for layer in model._flatten_layers(include_self=False)
         if isinstance(layer, PruningWrapper)
     ]
-
-
-def as_numpy(x):
-    return np.asarray(ops.convert_to_numpy(x))

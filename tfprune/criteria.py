@@ -19,8 +19,8 @@ Gradients are handed in by the caller (a training step, or the gradient hook
 `accumulate_on_backward`); criteria never compute them.
 
 Regularizers (`L1Regularizer`, `GroupLasso`) are penalties that push the
-weights about to be pruned toward zero before their mask drops them; see
-their docstrings for how they plug into training.
+weights about to be pruned toward zero before their mask drops them
+(`Strategy(regularizer=...)`).
 """
 
 from __future__ import annotations
@@ -65,6 +65,27 @@ class _Config:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
+
+
+def lookup(identifier, base: type, aliases: dict, name: str, what: str):
+    """Normalizes an argument that is a `base` instance, one of the names in
+    `aliases` (case-insensitive), or a serialized object (dict); `what`
+    describes the type in the TypeError."""
+    if isinstance(identifier, base):
+        return identifier
+    if isinstance(identifier, str):
+        cls = aliases.get(identifier.lower())
+        if cls is None:
+            raise ValueError(
+                f"Unknown {name}; expected one of {sorted(aliases)}. "
+                f"{received(name, identifier)}"
+            )
+        return cls()
+    if isinstance(identifier, dict):
+        obj = keras.saving.deserialize_keras_object(identifier)
+        if isinstance(obj, base):
+            return obj
+    raise TypeError(f"`{name}` must be {what} or its name. {received(name, identifier)}")
 
 
 class Criterion(_Config):
@@ -286,24 +307,7 @@ def get(identifier) -> Criterion:
     >>> get("taylor")
     Taylor()
     """
-    if isinstance(identifier, Criterion):
-        return identifier
-    if isinstance(identifier, str):
-        cls = _ALIASES.get(identifier.lower())
-        if cls is None:
-            raise ValueError(
-                f"Unknown criterion; expected one of {sorted(_ALIASES)}. "
-                f"{received('criterion', identifier)}"
-            )
-        return cls()
-    if isinstance(identifier, dict):
-        obj = keras.saving.deserialize_keras_object(identifier)
-        if isinstance(obj, Criterion):
-            return obj
-    raise TypeError(
-        "`criterion` must be a `tfprune.criteria.Criterion` or its name. "
-        f"{received('criterion', identifier)}"
-    )
+    return lookup(identifier, Criterion, _ALIASES, "criterion", "a `tfprune.criteria.Criterion`")
 
 
 # ------------------------------------------------------------ gradient hook
@@ -362,11 +366,9 @@ class L1Regularizer(_Penalty):
     by the coming update are pulled toward zero first, so removing them
     costs less. Weights that stay are not penalized.
 
-    To use it, add `regularizer(weight, mask_to_be)` to the loss: in a layer
-    with `self.add_loss(...)` in `call` (the mask-to-be held in a
-    non-trainable variable that is refreshed at each mask update), or in a
-    custom training step. `mask_to_be` is the mask of the next update, e.g.
-    `granularity.mask(criterion.score(w), next_sparsity, current_mask)`.
+    Give it to a strategy, `Strategy(regularizer=L1Regularizer(1e-4))`: the
+    pruning callback then keeps the mask of the next update (`mask_to_be`)
+    and the wrappers add the penalty to the loss while training.
 
     Args:
         strength: multiplier of the penalty, `>= 0`.

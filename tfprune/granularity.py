@@ -1,29 +1,22 @@
 """Granularity: the pattern the pruned weights form.
 
 A granularity turns scores (from `tfprune.criteria`), a target sparsity and
-the previous mask into a new mask. Every mask function is pure, built with
-`keras.ops`, prunes an exact count (`round(n * sparsity)` of its items:
-weights, blocks, N:M groups or units), breaks ties toward the lowest index,
-and respects the previous mask: a pruned weight stays pruned.
+the previous mask into a new mask. Every mask function is pure (`keras.ops`),
+prunes an exact count (`round(n * sparsity)` of its items: weights, blocks,
+N:M groups or units), breaks ties toward the lowest index, and respects the
+previous mask: a pruned weight stays pruned. Decisions are taken per *unit
+group* (`tfprune._structure`): one tensor for `Unstructured`, `Block` and
+`NM`; for `Units`, every tensor that shares the units (an LSTM cell's kernel,
+recurrent kernel and bias; the four kernels of an attention layer).
 
-Decisions are taken per *unit group*: the tensors of a layer that are
-pruned together. For `Unstructured`, `Block` and `NM` a group is one
-tensor. For `Units` a group can span several tensors: an LSTM cell's unit
-`j` is columns `j, j+u, j+2u, j+3u` of both its kernel and recurrent
-kernel (plus row `j` of the recurrent kernel), and a MultiHeadAttention
-head is one slice of its query, key, value and output kernels.
-
-Interface (used by strategies and the pruning callback; the groups of a
-layer come from `tfprune.strategies.unit_groups`):
-- `mask(scores, sparsity, previous_mask=None, gates=1)`: one tensor.
-- `group_masks(group, scores, sparsity, previous_masks) -> {tensor: mask}`.
-- `item_scores(group, scores, previous_masks) -> (scores, sizes)`: one
-  score per item, for global rankings across tensors.
+Interface: `mask(scores, sparsity, previous_mask=None, gates=1)` for one
+tensor; `group_masks(group, scores, sparsity, previous_masks) -> {tensor:
+mask}`; `item_scores(group, scores, previous_masks) -> (scores, sizes)`, one
+score per item for rankings across tensors (`Global` allocation).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import keras
@@ -34,61 +27,23 @@ from tfprune._mask_math import from_groups
 from tfprune._mask_math import lowest_k_mask
 from tfprune._mask_math import num_pruned
 from tfprune._mask_math import to_groups
+from tfprune._structure import UnitGroup
+from tfprune._structure import UnitSlice
+from tfprune._structure import expand_units
+from tfprune._structure import prev_mask as _prev
+from tfprune._structure import unit_totals
 from tfprune._validation import check_sparsity
 from tfprune._validation import received
 from tfprune.criteria import _Config
+from tfprune.criteria import lookup
 
 __all__ = [
     "Granularity", "Unstructured", "Block", "NM", "Units", "UnitSlice", "UnitGroup", "get",
 ]
 
 
-@dataclasses.dataclass(frozen=True)
-class UnitSlice:
-    """One tensor's share of a unit group.
-
-    Attributes:
-        tensor: index of the tensor in the list of scores and masks.
-        axis: the axis of that tensor holding the units.
-        gates: the axis holds `gates` blocks of `units` entries each; unit
-            `j` is entries `j, j + units, ...` (LSTM: 4, GRU: 3).
-        scored: False for a tensor that is masked with the units but does
-            not score them (a recurrent cell's bias).
-    """
-
-    tensor: int
-    axis: int = -1
-    gates: int = 1
-    scored: bool = True
-
-
-@dataclasses.dataclass(frozen=True)
-class UnitGroup:
-    """Tensors whose units are pruned together, under one name."""
-
-    name: str
-    slices: tuple
-
-    @property
-    def tensors(self) -> list:
-        return sorted({s.tensor for s in self.slices})
-
-    @property
-    def scored_tensors(self) -> list:
-        return sorted({s.tensor for s in self.slices if s.scored})
-
-
 def _f32(x):
     return ops.cast(ops.convert_to_tensor(x), "float32")
-
-
-def _prev(previous_masks, i):
-    if previous_masks is None:
-        return None
-    try:
-        return previous_masks[i]
-    except (KeyError, IndexError):
-        return None
 
 
 def _numpy(x):
@@ -130,7 +85,6 @@ class Granularity(_Config):
         if prev is not None:
             s = np.where(_numpy(prev) > 0, s, -np.inf)
         return s, np.ones_like(s)
-
 
 
 @keras.saving.register_keras_serializable("tfprune")
@@ -406,56 +360,17 @@ class Units(Granularity):
     def __init__(self, reduction: str = "sum"):
         self.reduction = _check_reduction(reduction)
 
-    @staticmethod
-    def _per_unit(x, sl):
-        shape = tuple(x.shape)
-        length = shape[sl.axis]
-        if length % sl.gates:
-            raise ValueError(
-                f"Axis {sl.axis} of a tensor of shape {shape} does not split into "
-                f"{sl.gates} gates. Received: gates={sl.gates}"
-            )
-        x = ops.moveaxis(_f32(x), sl.axis, -1)
-        x = ops.reshape(x, (-1, sl.gates, length // sl.gates))
-        return ops.sum(ops.sum(x, axis=0), axis=0)
-
     def _unit_scores(self, group, scores, previous_masks):
-        total = count = alive = None
-        for sl in (sl for sl in group.slices if sl.scored):
-            s = _f32(scores[sl.tensor])
-            prev = _prev(previous_masks, sl.tensor)
-            part = self._per_unit(s, sl)
-            n = self._per_unit(ops.ones(tuple(s.shape)), sl)
-            a = n if prev is None else self._per_unit(prev, sl)
-            if total is not None and tuple(part.shape) != tuple(total.shape):
-                raise ValueError(
-                    f"The tensors of unit group '{group.name}' disagree on the number "
-                    f"of units. Received: group={group!r}"
-                )
-            total = part if total is None else ops.add(total, part)
-            count = n if count is None else ops.add(count, n)
-            alive = a if alive is None else ops.add(alive, a)
-        if self.reduction == "mean":
-            total = ops.divide(total, count)
-        return total, ops.cast(alive > 0, "float32")
+        total, count, alive = unit_totals(group, scores, previous_masks)
+        return (ops.divide(total, count) if self.reduction == "mean" else total), alive
 
     def group_masks(self, group, scores, sparsity, previous_masks=None) -> dict:
         sparsity = self.check(sparsity)
         unit_scores, alive = self._unit_scores(group, scores, previous_masks)
         units = int(unit_scores.shape[0])
         keep = lowest_k_mask(unit_scores[None], num_pruned(units, sparsity), alive[None])[0]
-        out = {}
-        for sl in group.slices:
-            shape = tuple(scores[sl.tensor].shape)
-            if sl.tensor not in out:
-                prev = _prev(previous_masks, sl.tensor)
-                out[sl.tensor] = ops.ones(shape) if prev is None else _f32(prev)
-            axis = sl.axis % len(shape)
-            bshape = [1] * len(shape)
-            bshape[axis] = shape[axis]
-            factor = ops.reshape(ops.tile(keep, (sl.gates,)), bshape)
-            out[sl.tensor] = ops.multiply(out[sl.tensor], factor)
-        return out
+        shapes = {sl.tensor: tuple(scores[sl.tensor].shape) for sl in group.slices}
+        return expand_units(group, keep, shapes, previous_masks)
 
     def mask(self, scores, sparsity, previous_mask=None, gates: int = 1):
         group = UnitGroup("", (UnitSlice(0, -1, gates),))
@@ -493,21 +408,6 @@ def get(identifier) -> Granularity:
     >>> get("2:4")
     NM(n=2, m=4, axis='input')
     """
-    if isinstance(identifier, Granularity):
-        return identifier
-    if isinstance(identifier, str):
-        cls = _ALIASES.get(identifier.lower())
-        if cls is None:
-            raise ValueError(
-                f"Unknown granularity; expected one of {sorted(_ALIASES)}. "
-                f"{received('granularity', identifier)}"
-            )
-        return cls()
-    if isinstance(identifier, dict):
-        obj = keras.saving.deserialize_keras_object(identifier)
-        if isinstance(obj, Granularity):
-            return obj
-    raise TypeError(
-        "`granularity` must be a `tfprune.granularity.Granularity` or its name. "
-        f"{received('granularity', identifier)}"
+    return lookup(
+        identifier, Granularity, _ALIASES, "granularity", "a `tfprune.granularity.Granularity`"
     )

@@ -8,9 +8,11 @@ A `Strategy` is a serializable bundle of the pluggable pieces:
 - protection: layers that are never pruned.
 
 `Strategy.plan(model)` applies it to a model: it finds the prunable tensors,
-groups them (unit groups for `Units`), picks the granularity of each group
-(layers producing a model output are never unit-pruned) and marks the
-protected ones. `Plan.compute_masks(sparsity, ...)` then gives every mask.
+groups them (unit groups for `Units`, from `tfprune._structure`), picks the
+granularity of each group (layers producing a model output are never
+unit-pruned) and marks the protected ones. `Plan.compute_masks(sparsity,
+...)` then gives every mask; `PruningCallback` calls it at each update with
+the wrappers' masks and criterion states.
 
 Presets: "dense", "recurrent", "regression", "auto" (see `get`).
 """
@@ -35,153 +37,18 @@ from tfprune._allocation import get as get_allocation
 from tfprune._sensitivity import SensitivityAllocation
 from tfprune._sensitivity import SensitivityTable
 from tfprune._sensitivity import relative_path
+from tfprune._structure import UnitGroup
+from tfprune._structure import UnitSlice
+from tfprune._structure import io_layers
+from tfprune._structure import recurrent_biases
+from tfprune._structure import unit_groups
 from tfprune._validation import received
-from tfprune.granularity import UnitGroup
-from tfprune.granularity import UnitSlice
 
 __all__ = [
     "Strategy", "AutoStrategy", "Plan", "Allocation", "Candidate", "Uniform", "Global",
     "PerLayer", "SensitivityAllocation", "SensitivityTable", "dense", "recurrent",
     "regression", "auto", "get", "unit_groups", "recurrent_biases", "io_layers",
 ]
-
-
-# ------------------------------------------------------------ unit groups
-def _unit_axis(layer) -> int:
-    """-2 where the units are the second-to-last axis, else -1."""
-    names = ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
-             "DepthwiseConv1D", "DepthwiseConv2D")
-    second_last = tuple(getattr(keras.layers, n) for n in names if hasattr(keras.layers, n))
-    return -2 if isinstance(layer, second_last) else -1
-
-
-_HEAD_AXES = (("query_dense", 1), ("key_dense", 1), ("value_dense", 1), ("output_dense", 0))
-_CELL_WEIGHTS = ("kernel", "recurrent_kernel", "bias")
-
-
-def recurrent_biases(pruned_weights) -> list:
-    """`PrunableWeight`s for the biases of the recurrent cells whose kernel is
-    in `pruned_weights`: `Units` masks a removed unit's bias entries too, so
-    that its state stays exactly zero and `tfprune.shrink` can remove it."""
-    out, seen = [], set()
-    for pw in pruned_weights:
-        cell = pw.layer
-        bias = getattr(cell, "bias", None) if hasattr(cell, "recurrent_kernel") else None
-        if pw.variable.name == "kernel" and bias is not None and id(cell) not in seen:
-            seen.add(id(cell))
-            out.append(dataclasses.replace(pw, variable=bias))
-    return out
-
-
-def unit_groups(pruned_weights, layer=None) -> list:
-    """Unit groups of a list of `PrunableWeight`s, for `Units` granularity.
-
-    An attention head spans the query, key, value (axis 1) and output
-    (axis 0) kernels of a MultiHeadAttention; a recurrent unit spans all
-    gates of a cell's kernel and recurrent kernel (last axis) and its row
-    of the recurrent kernel, and its bias entries if the cell's bias is in
-    `pruned_weights` (see `recurrent_biases`; masked, not scored);
-    transposed and depthwise convolutions use axis -2; everything else its
-    last axis.
-
-    Args:
-        pruned_weights: `PrunableWeight`s, e.g. `wrapper.pruned_weights`.
-        layer: optional layer or model holding them, searched for
-            MultiHeadAttention layers.
-
-    Returns:
-        `UnitGroup`s indexing into `pruned_weights`, one per tensor or set
-        of tensors that share units, in tensor order.
-    """
-    index = {id(pw.variable): i for i, pw in enumerate(pruned_weights)}
-    groups, claimed = [], set()
-    for _, path, sub in [] if layer is None else _registry.walk(layer):
-        if isinstance(sub, keras.layers.MultiHeadAttention):
-            slices = []
-            for attr, axis in _HEAD_AXES:
-                kernel = getattr(getattr(sub, attr, None), "kernel", None)
-                if kernel is not None and id(kernel) in index:
-                    slices.append(UnitSlice(index[id(kernel)], axis, 1))
-            if slices:
-                groups.append(UnitGroup(path, tuple(slices)))
-                claimed.update(s.tensor for s in slices)
-    cells = {}
-    for i, pw in enumerate(pruned_weights):
-        recurrent = hasattr(pw.layer, "recurrent_kernel")
-        if i not in claimed and recurrent and pw.variable.name in _CELL_WEIGHTS:
-            cells.setdefault(id(pw.layer), []).append(i)
-    for members in cells.values():
-        slices = [
-            UnitSlice(i, -1, pruned_weights[i].gates, pruned_weights[i].variable.name != "bias")
-            for i in members
-        ]
-        rows = [i for i in members if pruned_weights[i].variable.name == "recurrent_kernel"]
-        slices += [UnitSlice(i, 0, 1) for i in rows]
-        groups.append(UnitGroup(pruned_weights[members[0]].path, tuple(slices)))
-        claimed.update(members)
-    for i, pw in enumerate(pruned_weights):
-        if i not in claimed:
-            groups.append(UnitGroup(pw.name, (UnitSlice(i, _unit_axis(pw.layer), pw.gates),)))
-    return sorted(groups, key=lambda g: min(g.tensors))
-
-
-# ------------------------------------------------------ model inputs/outputs
-def _name(layer) -> str:
-    from tfprune._wrapper import PruningWrapper  # the wrapper may import strategies
-
-    return layer.layer.name if isinstance(layer, PruningWrapper) else layer.name
-
-
-def io_layers(model) -> tuple:
-    """Names of the top-level prunable layers nearest the inputs and outputs.
-
-    In a Sequential or Functional model these are the prunable layers
-    reached from a model input (or leading to an output) without crossing
-    another prunable layer: all of them when there are several inputs or
-    outputs. In a subclassed model, the first and last prunable sub-layers.
-
-    Returns:
-        `(input_layer_names, output_layer_names)`, two sets.
-    """
-    cache = {}
-
-    def prunable(op):
-        if id(op) not in cache:
-            cache[id(op)] = bool(_registry.prunable_weights(op))
-        return cache[id(op)]
-
-    outputs = getattr(model, "outputs", None) or []
-    if not outputs or not all(hasattr(t, "_keras_history") for t in outputs):
-        order = [c for c in _registry.children(model) if prunable(c)]
-        return ({_name(order[0])}, {_name(order[-1])}) if order else (set(), set())
-
-    def back(tensors, stop_at_prunable, found, seen):
-        """Walks back from `tensors`; collects the prunable ops met (and stops
-        there if asked); returns True if a model input is reached."""
-        reached = False
-        for t in tensors:
-            op, node_index, _ = t._keras_history
-            if isinstance(op, keras.layers.InputLayer) or not op._inbound_nodes:
-                reached = True
-                continue
-            if prunable(op):
-                found.append((op, node_index))
-                if stop_at_prunable:
-                    continue
-            if (id(op), node_index) not in seen:
-                seen.add((id(op), node_index))
-                node = op._inbound_nodes[node_index]
-                reached |= back(node.input_tensors, stop_at_prunable, found, seen)
-        return reached
-
-    last, every = [], []
-    back(outputs, True, last, set())
-    back(outputs, False, every, set())
-    ins = {
-        _name(op) for op, i in every
-        if back(op._inbound_nodes[i].input_tensors, True, [], set())
-    }
-    return ins, {_name(op) for op, _ in last}
 
 
 # ------------------------------------------------------------------ plan
@@ -216,15 +83,24 @@ class Plan:
         """Names of the protected groups."""
         return [g.name for g in self.groups if g.protected]
 
+    def only(self, names) -> Plan:
+        """The same plan with every group not in `names` protected: those
+        keep their masks, and the allocation sees them as protected."""
+        names = set(names)
+        groups = [g if g.name in names else dataclasses.replace(g, protected=True)
+                  for g in self.groups]
+        return Plan(self.strategy, self.weights, groups)
+
     def candidates(self, scores=None, previous=None) -> list:
-        """The `Candidate`s the allocation sees (with item scores if given)."""
+        """The `Candidate`s the allocation sees (with the item scores of the
+        unprotected groups if `scores` is given)."""
         out = []
         for g in self.groups:
             tensors = g.group.scored_tensors
             n = sum(int(np.prod(self.weights[t].variable.shape)) for t in tensors)
             c = Candidate(g.name, n, g.layer, protected=g.protected,
                           max_sparsity=g.granularity.max_sparsity)
-            if scores is not None:
+            if scores is not None and not g.protected:
                 c.scores, c.sizes = g.granularity.item_scores(g.group, scores, previous)
             out.append(c)
         return out
@@ -232,11 +108,14 @@ class Plan:
     def compute_masks(self, sparsity, *, previous=None, states=None, step=0, final_sparsity=None):
         """Every new mask at an overall `sparsity` (pure: nothing is assigned).
 
+        Only the tensors of unprotected groups are scored; the others keep
+        their previous mask.
+
         Args:
             sparsity: the overall target of the allocation.
             previous: masks aligned with `weights` (None: all ones).
             states: criterion states aligned with `weights` (gradient-based
-                criteria), or None.
+                criteria; None entries for tensors without one), or None.
             step: the training step (for `Random`).
             final_sparsity: the schedule's final target (for `PerLayer`).
 
@@ -244,11 +123,13 @@ class Plan:
             A list of masks aligned with `weights`.
         """
         strategy = self.strategy
-        scores = [
-            strategy.criterion.score(pw.variable.value, None if states is None else states[i],
-                                     step=step, key=i)
-            for i, pw in enumerate(self.weights)
-        ]
+        scores = [None] * len(self.weights)
+        for g in self.groups:
+            for i in [] if g.protected else g.group.tensors:
+                if scores[i] is None:
+                    state = None if states is None else states[i]
+                    value = keras.ops.convert_to_tensor(self.weights[i].variable)
+                    scores[i] = strategy.criterion.score(value, state, step=step, key=i)
         item_scores = scores if strategy.allocation.needs_scores else None
         candidates = self.candidates(item_scores, previous)
         targets = strategy.allocation.allocate(candidates, sparsity, final_sparsity)
@@ -305,9 +186,9 @@ class Strategy:
 
     ```python
     strategy = tfprune.strategies.Strategy(
-        criterion="l2_norm", granularity="units", allocation=Global(normalize="l2"),
-        protect=["embedding"])
-    plan = strategy.plan(model)
+        criterion="l2_norm", granularity="units",
+        allocation=tfprune.strategies.Global(normalize="l2"), protect=["embedding"])
+    pruned = tfprune.prune(model, 0.5, strategy=strategy)
     ```
     """
 
@@ -336,13 +217,31 @@ class Strategy:
 
     def plan(self, model) -> Plan:
         """Applies the strategy to `model` (plain or already pruned)."""
-        strategy = self.resolve(model)
-        weights = _registry.prunable_weights(model)
+        return self.plan_weights(model, _registry.prunable_weights(model))
+
+    def plan_weights(self, root, weights, *, io: bool = True) -> Plan:
+        """Applies the strategy to some prunable weights of `root`.
+
+        Args:
+            root: the model or layer holding `weights` (names are relative
+                to it; searched for attention layers).
+            weights: its `PrunableWeight`s to plan for (with `Units`, the
+                recurrent cells' biases are added).
+            io: find the layers nearest the inputs and outputs of a model
+                (protected by `protect_inputs`/`protect_outputs`; output
+                units are never removed). False plans `weights` on their own.
+
+        Returns:
+            A `Plan` of the strategy resolved for `root`.
+        """
+        strategy = self.resolve(root)
+        weights = list(weights)
         n_prunable = len(weights)
         if strategy.granularity.structured:
             weights = weights + recurrent_biases(weights)
-        ins, outs = io_layers(model) if isinstance(model, keras.Model) else (set(), set())
-        rel = [relative_path(pw.path, model.name) for pw in weights]
+        with_io = io and isinstance(root, keras.Model)
+        ins, outs = io_layers(root) if with_io else (set(), set())
+        rel = [relative_path(pw.path, root.name) for pw in weights]
         top = [p.split("/")[0] for p in rel]
         head = {i for i, t in enumerate(top[:n_prunable]) if t in outs}
         per_tensor = [
@@ -350,8 +249,7 @@ class Strategy:
             for i, pw in enumerate(weights[:n_prunable])
         ]
         if strategy.granularity.structured:  # output units would change the output shape
-            layer = model if isinstance(model, keras.Model) else None
-            groups = [g for g in unit_groups(weights, layer) if not set(g.scored_tensors) & head]
+            groups = [g for g in unit_groups(weights, root) if not set(g.scored_tensors) & head]
             groups = sorted(groups + [per_tensor[i] for i in head], key=lambda g: min(g.tensors))
         else:
             groups = per_tensor
@@ -367,7 +265,7 @@ class Strategy:
                 or (strategy.protect_outputs and top[t] in outs)
                 for t in g.tensors
             )
-            name = relative_path(g.name, model.name)
+            name = relative_path(g.name, root.name)
             planned.append(PlanGroup(name, rel[first], g, granularity, protected))
         return Plan(strategy, weights, planned)
 
