@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench bench-quick bench-env clean
+.PHONY: install test demo docs bench bench-quick bench-env clean
 
 install: $(STAMP)
 
@@ -41,6 +41,10 @@ bench: $(STAMP) $(BENCH_VENV)/.installed
 
 bench-quick: $(STAMP) $(BENCH_VENV)/.installed
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m benchmarks --quick $(BENCH_ARGS)
+
+# Regenerate the API reference from the docstrings (a test checks it is current).
+docs: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) tools/gen_api_docs.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
