@@ -1,4 +1,4 @@
-"""Helpers shared by the examples: tables, file sizes, JSON and plots."""
+"""Helpers shared by the examples: tables, file sizes, JSON, plots and LiteRT latency."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import gzip
 import io
 import json
 import os
+import statistics
 import tarfile
 import time
 
@@ -71,7 +72,15 @@ def save_json(path, obj) -> None:
         f.write("\n")
 
 
-def plot_sparsity_and_metric(path, sparsity, metric, metric_label, phases, title) -> None:
+def plot_sparsity_and_metric(
+    path,
+    sparsity,
+    metric,
+    metric_label,
+    phases,
+    title,
+    sparsity_label="sparsity of the pruned weights",
+) -> None:
     """Saves a PNG with a metric per epoch (left axis) and the sparsity per
     epoch (right axis); `phases` is a list of `(label, first_epoch)` whose
     boundaries are drawn as vertical lines."""
@@ -88,7 +97,7 @@ def plot_sparsity_and_metric(path, sparsity, metric, metric_label, phases, title
     ax.grid(alpha=0.3)
     ax2 = ax.twinx()
     ax2.plot(epochs, sparsity, "s-", color="tab:red", markersize=3, label="sparsity")
-    ax2.set_ylabel("sparsity of the pruned weights", color="tab:red")
+    ax2.set_ylabel(sparsity_label, color="tab:red")
     ax2.set_ylim(-0.02, 1.02)
     for label, first in phases:
         ax.axvline(first - 0.5, color="gray", linestyle="--", linewidth=1)
@@ -97,6 +106,44 @@ def plot_sparsity_and_metric(path, sparsity, metric, metric_label, phases, title
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def save_plain(model, path) -> str:
+    """Saves `model` as `.keras` without optimizer state, for fair sizes;
+    returns `path`."""
+    import keras
+
+    if getattr(model, "optimizer", None) is not None:
+        copy = keras.models.clone_model(model)
+        copy.set_weights(model.get_weights())
+        model = copy
+    model.save(path)
+    return path
+
+
+def litert_latency(path, resolver, sample, runs=1000, warmup=20) -> float:
+    """Median microseconds of one LiteRT invocation on `sample` (one thread).
+
+    `resolver` is the `OpResolverType` name the exporter verified the file
+    with (`ExportResult.resolver`); `sample` holds one input row."""
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import OpResolverType
+
+    interpreter = Interpreter(
+        model_path=str(path),
+        num_threads=1,
+        experimental_op_resolver_type=OpResolverType[resolver],
+    )
+    runner = interpreter.get_signature_runner()
+    sample = np.ascontiguousarray(sample, dtype=np.float32)
+    for _ in range(warmup):
+        runner(input_0=sample)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        runner(input_0=sample)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e6
 
 
 class Timer:

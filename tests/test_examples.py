@@ -4,6 +4,7 @@ import json
 import math
 import os
 
+import keras
 import numpy as np
 import pytest
 
@@ -181,36 +182,122 @@ def _check_png(path):
     assert os.path.getsize(path) > 10_000
 
 
+def _load_summary(out):
+    with open(os.path.join(out, "summary.json")) as f:
+        return json.load(f)
+
+
 @pytest.mark.timeout(120)
 def test_house_prices_quick(tmp_path):
     from examples import house_prices
 
     out = str(tmp_path / "house")
     summary = house_prices.main(["--quick", "--out", out])
-    with open(os.path.join(out, "summary.json")) as f:
-        saved = json.load(f)
+    saved = _load_summary(out)
     assert saved["sparsity"] == pytest.approx(summary["sparsity"])
-    assert abs(saved["sparsity"] - 0.9) < 0.01
-    assert tfprune.sparsity_report(saved["files"]["model"]).sparsity == pytest.approx(
-        saved["sparsity"]
-    )
+    # The regression strategy prunes the hidden layer only: input layer and head stay dense.
+    assert saved["pruned_layers"] == ["hidden_2"]
+    report = tfprune.sparsity_report(saved["files"]["model"])
+    assert report["hidden_1/kernel"]["zeros"] == 0 and report["price/kernel"]["zeros"] == 0
+    assert report["hidden_2/kernel"]["sparsity"] == pytest.approx(saved["sparsity"])
+    assert report.sparsity == pytest.approx(saved["overall_sparsity"])
+    # QualityGuard: the best sparsity within tolerance is reported, is at most the
+    # target, and is what the model keeps (the target itself when it never stopped).
+    guard = saved["guard"]
+    assert guard["monitor"] == "val_mae_usd" and guard["baseline"] == saved["dense"]["val_mae"]
+    best = guard["best_sparsity"]
+    assert best is not None and 0 < best <= saved["target_sparsity"] + 1e-9
+    assert abs(saved["sparsity"] - best) < 0.01
+    if not guard["stopped"]:
+        assert abs(saved["sparsity"] - saved["target_sparsity"]) < 0.01
+    else:
+        assert guard["best_value"] <= guard["baseline"] * (1 + saved["tolerance"])
     dense, pruned = saved["dense"]["mae"], saved["pruned"]["mae"]
     assert math.isfinite(pruned) and 10_000 < dense < 150_000
-    assert pruned < 3 * dense
+    assert pruned < 1.5 * dense
     assert saved["pruned"]["rmse"] >= pruned
     sizes = {(s["model"], s["format"]): s["gzipped_bytes"] for s in saved["sizes"]}
-    assert sizes["pruned", "keras"] < 0.6 * sizes["dense", "keras"]
-    # SavedModel/TFLite rows appear once tfprune.export exists; then they must shrink too.
-    for fmt in {f for _, f in sizes} - {"keras"}:
-        assert sizes["pruned", fmt] < 0.75 * sizes["dense", fmt], fmt
-    assert saved["export_errors"] == []
+    formats = {f for _, f in sizes}
+    assert formats == {"keras", "saved_model", "tflite", "tflite int8-weights"}
+    for fmt in formats:
+        assert sizes["pruned", fmt] < sizes["dense", fmt], fmt
     history = saved["history"]
     assert (
         len(history["val_mae_usd"])
         == len(history["sparsity"])
         == saved["dense"]["epochs"] + saved["pruned"]["epochs"]
     )
-    assert history["sparsity"][-1] == pytest.approx(0.9, abs=0.01)
+    assert history["sparsity"][-1] == pytest.approx(saved["sparsity"], abs=0.01)
+    _check_png(saved["files"]["plot"])
+
+
+@pytest.mark.timeout(120)
+def test_air_quality_lstm_quick(tmp_path):
+    from examples import air_quality_lstm
+
+    out = str(tmp_path / "pm25")
+    air_quality_lstm.main(["--quick", "--out", out, "--latency-runs", "50"])
+    saved = _load_summary(out)
+    target = saved["target_sparsity"]
+    units = saved["units"]
+    assert units["before"] == 64 and units["after"] < units["before"]
+    assert abs(saved["unit_sparsity"] - target) < 0.01
+    assert saved["history"]["unit_sparsity"][-1] == pytest.approx(saved["unit_sparsity"])
+    assert saved["params"]["shrunk"] < saved["params"]["dense"]
+    # Whole units: kernel columns and, in the recurrent kernel, rows and columns.
+    report = {f"{t['layer']}/{t['weight']}": t for t in saved["sparsity_report"]["tensors"]}
+    assert report["lstm/lstm_cell/kernel"]["sparsity"] == pytest.approx(target, abs=0.01)
+    assert report["lstm/lstm_cell/recurrent_kernel"]["sparsity"] == pytest.approx(
+        1 - (1 - target) ** 2, abs=0.01
+    )
+    assert report["pm25/kernel"]["zeros"] == 0  # protected output head
+    # The shrunk model computes what the pruned one does.
+    assert saved["max_abs_diff"]["shrunk_vs_pruned"] < 1e-5
+    assert saved["max_abs_diff"]["stripped_vs_pruned"] < 1e-5
+    test = saved["test"]
+    assert test["shrunk"]["rmse"] == pytest.approx(test["pruned"]["rmse"], rel=1e-4)
+    for label in ("persistence", "dense", "pruned", "shrunk"):
+        assert math.isfinite(test[label]["rmse"]) and 5 < test[label]["rmse"] < 200, label
+    assert test["pruned"]["rmse"] < 2 * test["dense"]["rmse"]
+    # Builtin-only TFLite files, verified in LiteRT by the exporter.
+    for label in ("dense", "pruned", "shrunk"):
+        result = saved["tflite"][label]
+        assert "FULLY_CONNECTED" in result["ops"] and "CUSTOM" not in result["ops"], label
+        assert not any(op.startswith("Flex") for op in result["ops"]), label
+        assert any("unrolled over 24 time steps" in note for note in result["notes"]), label
+        assert saved["latency_us"][label] > 0
+    assert saved["tflite"]["shrunk"]["bytes"] < saved["tflite"]["dense"]["bytes"]
+    loaded = keras.saving.load_model(saved["files"]["shrunk_model"])
+    assert loaded.get_layer("lstm").units == units["after"]
+    _check_png(saved["files"]["plot"])
+
+
+@pytest.mark.timeout(120)
+def test_digits_dense_quick(tmp_path):
+    from examples import digits_dense
+
+    out = str(tmp_path / "digits")
+    digits_dense.main(["--quick", "--out", out])
+    saved = _load_summary(out)
+    test = saved["test"]
+    assert abs(test["unstructured"]["sparsity"] - 0.9) < 0.01
+    assert abs(test["2:4"]["sparsity"] - 0.5) < 0.01
+    assert test["dense"]["accuracy"] > 0.85
+    for label in ("unstructured", "2:4"):
+        assert test[label]["accuracy"] > test["dense"]["accuracy"] - 0.15, label
+    # 2:4: every group of 4 consecutive weights along the input axis keeps <= 2.
+    assert saved["nm_violations"] == {"hidden_1": 0, "hidden_2": 0, "logits": 0}
+    model = keras.saving.load_model(saved["files"]["2:4_model"])
+    for layer in model.layers:
+        kernel = layer.kernel.numpy()
+        groups = kernel.reshape(kernel.shape[0] // 4, 4, kernel.shape[1])
+        assert (np.count_nonzero(groups, axis=1) <= 2).all(), layer.name
+    sizes = {(s["model"], s["format"]): s["bytes"] for s in saved["sizes"]}
+    assert sizes["unstructured", "tflite float32"] < 0.3 * sizes["dense", "tflite float32"]
+    assert sizes["2:4", "tflite float32"] < 0.8 * sizes["dense", "tflite float32"]
+    for key in ("unstructured float32", "2:4 float32"):
+        assert saved["tflite"][key]["sparse_tensors"], key
+    assert len(saved["history"]["val_accuracy"]) == len(saved["history"]["sparsity"])
     _check_png(saved["files"]["plot"])
 
 
