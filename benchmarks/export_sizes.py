@@ -9,7 +9,12 @@ synthetic data), exports a SavedModel and TFLite files in every mode with
 - size ratios against the dense float32 TFLite file, with the targets
   (float sparse at 90% <= 0.20x, sparse + dynamic int8 at 90% <= 0.10x);
 - LiteRT latency (median of many single-sample invocations, one thread)
-  of the dense, sparse and shrunk float32 files.
+  of the dense, sparse and shrunk float32 files;
+- whole-unit pruning: the MLP with half the units of each hidden layer
+  pruned (`Units` granularity, `Uniform` allocation, output layer
+  protected), stripped and shrunk to 8 -> 128 -> 128 -> 1, against the
+  dense MLP, both as float32 TFLite files, with the target (LiteRT latency
+  <= 0.6x of the dense model's).
 
 Usage:
 
@@ -32,9 +37,13 @@ import numpy as np  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune import export  # noqa: E402
+from tfprune import granularity  # noqa: E402
+from tfprune import strategies  # noqa: E402
 from tfprune._wrapper import find_wrappers  # noqa: E402
 
 SPARSITIES = (0.0, 0.5, 0.8, 0.9)
+UNITS_SPARSITY = 0.5  # fraction of each hidden layer's units removed
+UNITS_TARGET = 0.6  # shrunk latency / dense latency
 # (label, quantize, sparse)
 MODES = (
     ("float32", None, False),
@@ -106,6 +115,30 @@ def _latency(result, x, runs: int) -> float:
     return statistics.median(times) * 1e6
 
 
+def _invoke_latency(result, x, runs: int) -> float:
+    """Median microseconds of `interpreter.invoke()` alone on one sample set
+    once: `_latency` without the signature runner's per-call Python work
+    (about 1.5 us here), which weighs on models this small."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(
+        model_path=result.path,
+        num_threads=1,
+        experimental_op_resolver_type=OpResolverType[result.resolver],
+    )
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"],
+                           np.ascontiguousarray(x[:1]))
+    for _ in range(20):
+        interpreter.invoke()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        interpreter.invoke()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e6
+
+
 def _kib(n: int) -> str:
     return f"{n / 1024:,.1f}"
 
@@ -143,7 +176,76 @@ def measure(name, model, x, folder, runs, sparsities):
     return rows
 
 
-def markdown(rows) -> str:
+def _widths(model) -> list:
+    """Input width, then the units of every Dense layer."""
+    dense = [layer.units for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    return [int(model.inputs[0].shape[-1])] + dense
+
+
+def measure_units(model, x, folder, runs) -> dict:
+    """LiteRT latency of `model` shrunk to half its hidden units vs dense.
+
+    Whole units are pruned one-shot (`Units` granularity, L2 norm, `Uniform`
+    allocation: every hidden layer loses `UNITS_SPARSITY` of its units; the
+    output layer is protected), the masks are baked in (`tfprune.strip`)
+    and the dead units removed (`tfprune.shrink`). Both models are exported
+    as float32 TFLite (no sparse format) and timed with `_latency`; each is
+    timed three times, alternating, and the median of the three medians is
+    kept.
+    """
+    strategy = strategies.Strategy(
+        "l2_norm", granularity.Units(), strategies.Uniform(), protect_outputs=True
+    )
+    pruned = tfprune.prune(model, UNITS_SPARSITY, strategy=strategy)
+    for wrapper in find_wrappers(pruned):
+        wrapper.prune_to(UNITS_SPARSITY)
+    shrunk = tfprune.shrink(tfprune.strip(pruned))
+    files = {
+        "dense": export.tflite(model, os.path.join(folder, "units_dense.tflite"), sparse=False),
+        "shrunk": export.tflite(shrunk, os.path.join(folder, "units_shrunk.tflite"),
+                                sparse=False),
+    }
+    out = {
+        "widths": {"dense": _widths(model), "shrunk": _widths(shrunk)},
+        "bytes": {name: result.bytes for name, result in files.items()},
+    }
+    for key, timer in (("latency", _latency), ("invoke", _invoke_latency)):
+        times = {name: [] for name in files}
+        for _ in range(3):
+            for name, result in files.items():
+                times[name].append(timer(result, x, runs))
+        out[key] = {name: statistics.median(t) for name, t in times.items()}
+    out["ratio"] = out["latency"]["shrunk"] / out["latency"]["dense"]
+    out["invoke_ratio"] = out["invoke"]["shrunk"] / out["invoke"]["dense"]
+    return out
+
+
+def _units_markdown(units) -> list:
+    arrows = {k: " -> ".join(str(w) for w in v) for k, v in units["widths"].items()}
+    lines = [
+        "",
+        f"### Whole-unit pruning, {UNITS_SPARSITY:.0%} of each hidden layer, then shrink (mlp)",
+        "",
+        "Float32 TFLite; LiteRT median microseconds per single-sample invocation, 1 thread: "
+        "`LiteRT us` as in the table above (signature runner), `invoke us` the interpreter's "
+        "`invoke()` alone, without the runner's per-call Python work.",
+        "",
+        "| model | layers | TFLite KiB | LiteRT us | vs dense | invoke us | vs dense |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name in ("dense", "shrunk"):
+        lat, inv = units["latency"], units["invoke"]
+        lines.append(f"| {name} | {arrows[name]} | {_kib(units['bytes'][name])} | "
+                     f"{lat[name]:.2f} | {lat[name] / lat['dense']:.3f}x | "
+                     f"{inv[name]:.2f} | {inv[name] / inv['dense']:.3f}x |")
+    met = "met" if units["ratio"] <= UNITS_TARGET else "MISSED"
+    lines += ["", f"- shrunk to half its hidden units: {units['ratio']:.3f}x of the dense "
+              f"latency (target <= {UNITS_TARGET}x: {met}); `invoke()` alone: "
+              f"{units['invoke_ratio']:.3f}x"]
+    return lines
+
+
+def markdown(rows, units=None) -> str:
     labels = ["SavedModel"] + [m[0] for m in MODES]
     lines = [
         "### File sizes (KiB, raw / gzip -9; SavedModel: tar + gzip of the directory)",
@@ -192,6 +294,8 @@ def markdown(rows) -> str:
                           f"(target <= 0.10x: {'met' if dynamic <= 0.10 else 'MISSED'})")
     if checks:
         lines += ["", "### Targets (mlp)", ""] + checks
+    if units is not None:
+        lines += _units_markdown(units)
     notes = sorted({row["shrink_note"] for row in rows if "shrink_note" in row})
     if notes:
         lines += ["", "Shrink not measured: " + "; ".join(notes)]
@@ -208,12 +312,15 @@ def main(argv=None) -> int:
     runs = 100 if args.quick else args.runs
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
-    rows = []
+    rows, units = [], None
     with tempfile.TemporaryDirectory() as folder:
         for name, build, epochs in (("mlp", _mlp, 3), ("lstm", _lstm, 2)):
             model, x = _trained(build, 1 if args.quick else epochs, rng)
             rows += measure(name, model, x, folder, runs, sparsities)
-    text = markdown(rows)
+            if name == "mlp":
+                units = measure_units(model, x, folder, runs)
+                print("measured mlp whole-unit shrink", file=sys.stderr, flush=True)
+    text = markdown(rows, units)
     sys.stdout.write(text)
     if args.out:
         with open(args.out, "w") as f:

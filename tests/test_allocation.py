@@ -208,3 +208,85 @@ def test_get_resolves_names():
         get("greedy")
     with pytest.raises(TypeError, match=r"Received: allocation=1$"):
         get(1)
+
+
+# ------------------------------------------------- Global: exact, in bounded memory
+def _reference_global(cands, sparsity, lo_frac=0.0, cap=None):
+    """The ranking spelled out with full sorts: forced items (already pruned,
+    or under the floor), then pool items in (score, candidate, index) order,
+    each taken while the weight before it is under k."""
+    total = sum(c.n_params for c in cands)
+    k = round(total * sparsity)
+    forced_w, pool = 0.0, []
+    counts = {c.name: 0.0 for c in cands}
+    for i, c in enumerate(cands):
+        s = np.asarray(c.scores, np.float32)
+        z = np.broadcast_to(np.asarray(1.0 if c.sizes is None else c.sizes, float), s.shape)
+        lo = min(lo_frac, sparsity) * c.n_params
+        hi = min((1.0 if cap is None else cap) * c.n_params, c.n_params - z.max())
+        before = 0.0
+        for j in np.lexsort((np.arange(len(s)), s)):
+            if s[j] == -np.inf or before < lo - 1e-9:
+                forced_w += z[j]
+                counts[c.name] += z[j]
+            elif before + z[j] <= hi + 1e-9:
+                pool.append((s[j], i, j, z[j], c.name))
+            before += z[j]
+    taken = forced_w
+    for score, _, _, size, name in sorted(pool):
+        if taken < k - 1e-9:
+            counts[name] += size
+            taken += size
+    return {c.name: counts[c.name] / c.n_params for c in cands}
+
+
+@pytest.mark.parametrize("small", [False, True], ids=["default", "tiny_bounds"])
+def test_global_matches_a_reference_ranking(monkeypatch, small):
+    from tfprune import _ranking
+
+    if small:  # the threshold search runs many rounds before it gathers
+        monkeypatch.setattr(_ranking, "_GATHER", 8)
+        monkeypatch.setattr(_ranking, "_SAMPLE", 16)
+    rng = np.random.default_rng(7)
+    for trial in range(60):
+        cands = []
+        for i in range(int(rng.integers(1, 4))):
+            m = int(rng.choice([2, 9, 150, 600]))
+            s = rng.integers(0, 4, m).astype("float32") if trial % 2 else rng.random(m)
+            s = np.where(rng.random(m) < 0.2 * (trial % 3), -np.inf, s).astype("float32")
+            sizes = [None, 3.0, rng.integers(1, 4, m).astype(float)][trial % 3]
+            n = m if sizes is None else int(np.sum(np.broadcast_to(sizes, (m,))))
+            cands.append(Candidate(f"c{i}", n, scores=s, sizes=sizes))
+        floor, cap = [(0.0, None), (0.3, None), (0.0, 0.8)][trial % 3]
+        sparsity = float(rng.choice([0.2, 0.5, 0.75]))
+        expected = _reference_global(cands, sparsity, floor, cap)
+        try:
+            got = Global(min_sparsity=floor, max_sparsity=cap).allocate(cands, sparsity)
+        except ValueError as e:  # the caps keep fewer weights than the target
+            assert "cannot be reached" in str(e)
+            continue
+        assert got == pytest.approx(expected, abs=1e-12), trial
+
+
+def test_global_needs_a_few_bytes_per_item():
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    n = 400_000
+    cands = [Candidate(f"l{i}", n // 4, scores=rng.random(n // 4).astype("float32") * (i + 1))
+             for i in range(4)]
+    Global(normalize="l2").allocate(cands, 0.9)  # imports and caches outside the count
+    tracemalloc.start()
+    try:
+        result = Global(normalize="l2").allocate(cands, 0.9)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert pruned_count(result, cands) == round(n * 0.9)
+    assert peak / n < 12  # a float64 copy and a full argsort took about 80
+
+
+def test_global_keeps_items_already_pruned_beyond_the_target():
+    # Two of three items were pruned before; the target asks for fewer.
+    cands = [Candidate("a", 3, scores=np.array([-np.inf, -np.inf, 1.0]))]
+    assert Global().allocate(cands, 0.5) == {"a": 2 / 3}

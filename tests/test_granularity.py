@@ -256,3 +256,42 @@ def test_unscored_slices_are_masked_but_do_not_vote():
     item_scores, sizes = gr.Units().item_scores(group, [kernel, bias])
     np.testing.assert_array_equal(item_scores, [1.0, 2.0, 3.0])
     np.testing.assert_array_equal(sizes, [1.0, 1.0, 1.0])
+
+
+_AS = {
+    "keras_variable": keras.Variable,
+    "backend_variable": lambda a: keras.Variable(a).value,  # a tf.Variable
+    "list": lambda a: a.tolist(),
+}
+
+
+@pytest.mark.parametrize("make", list(_AS.values()), ids=list(_AS))
+@pytest.mark.parametrize(
+    "granularity", [gr.Unstructured(), gr.Block((2, 1)), gr.NM(2, 4), gr.Units()],
+    ids=lambda g: type(g).__name__,
+)
+def test_scores_and_previous_masks_may_be_variables(make, granularity):
+    s = scores((8, 4))
+    previous = np.ones((8, 4), "float32")
+    previous[:2] = 0.0  # two rows pruned before: every granularity keeps them pruned
+    expected = np_(granularity.mask(s, 0.5, previous))
+    np.testing.assert_array_equal(np_(granularity.mask(make(s), 0.5, make(previous))), expected)
+    group = gr.UnitGroup("t", (gr.UnitSlice(0),))
+    item_scores, _ = granularity.item_scores(group, [make(s)], [make(previous)])
+    np.testing.assert_array_equal(item_scores, granularity.item_scores(group, [s], [previous])[0])
+
+
+@pytest.mark.parametrize("make", list(_AS.values()), ids=list(_AS))
+def test_criteria_and_penalties_accept_variables(make):
+    from tfprune import criteria
+
+    w = scores((4, 3)) - 0.5
+    mask = (scores((4, 3), seed=3) > 0.5).astype("float32")
+    for c in [criteria.Magnitude(), criteria.Random(3), criteria.L1Norm(), criteria.L2Norm()]:
+        np.testing.assert_array_equal(np_(c.score(make(w), step=2)), np_(c.score(w, step=2)))
+    for c in [criteria.Taylor(), criteria.Movement()]:
+        state = c.accumulate(make(np.zeros_like(w)), make(w), make(w))
+        np.testing.assert_array_equal(np_(state), np_(c.accumulate(np.zeros_like(w), w, w)))
+        np.testing.assert_array_equal(np_(c.score(make(w), make(np_(state)))), np_(state))
+    for penalty in [criteria.L1Regularizer(0.5), criteria.GroupLasso(0.5)]:
+        assert float(penalty(make(w), make(mask))) == pytest.approx(float(penalty(w, mask)))

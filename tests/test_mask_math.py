@@ -135,3 +135,84 @@ def test_recurrent_wrapper_prunes_every_gate_exactly(layer, gates):
         for g in range(gates):
             block = mask[:, g * units : (g + 1) * units]
             assert int((block == 0).sum()) == round(block.size * 0.3), (pw.name, g)
+
+
+# ------------------------------------------------------ selection (no sort)
+def _reference_mask(scores, k, previous=None):
+    """Full-sort reference: per row, the k lowest (score, index) pruned."""
+    scores = np.array(scores, dtype=np.float32)
+    if previous is not None:
+        k = max(k, int((previous == 0).sum(axis=1).max()))
+        scores = np.where(previous > 0, scores, -np.inf)
+    scores = np.where(np.isnan(scores), -np.inf, scores)
+    mask = np.ones_like(scores)
+    for r, row in enumerate(scores):
+        mask[r, np.lexsort((np.arange(row.size), row))[: min(k, row.size)]] = 0.0
+    return mask
+
+
+def _rows(kind, rng, shape):
+    if kind == "random":
+        return rng.normal(size=shape)
+    if kind == "few_values":  # ties everywhere, also at the k-th score
+        return rng.integers(0, 3, size=shape).astype("float64")
+    if kind == "descending":
+        return -np.sort(rng.random(shape), axis=1)
+    return np.full(shape, 0.25)  # constant
+
+
+@pytest.mark.parametrize("small", [False, True], ids=["default", "tiny_sample"])
+@pytest.mark.parametrize("kind", ["random", "few_values", "descending", "constant"])
+def test_selection_matches_a_full_sort(rng, monkeypatch, small, kind):
+    if small:  # many selection rounds on short rows: every branch runs
+        monkeypatch.setattr(_mask_math, "_EXACT", 16)
+        monkeypatch.setattr(_mask_math, "_SAMPLE", 8)
+    for rows, n in [(1, 3000), (3, 700), (2, 41)]:
+        scores = _rows(kind, rng, (rows, n)).astype("float32")
+        previous = (rng.random((rows, n)) > 0.3).astype("float32")
+        for k in (1, n // 3, n - 1):
+            for prev in (None, previous):
+                got = _np(_mask_math.lowest_k_mask(scores, k, prev))
+                np.testing.assert_array_equal(got, _reference_mask(scores, k, prev))
+
+
+def test_nan_scores_are_pruned_first():
+    scores = np.array([[0.5, np.nan, 0.1, 0.7, np.nan]], "float32")
+    mask = _np(_mask_math.lowest_k_mask(scores, 3))
+    assert mask.tolist() == [[1.0, 0.0, 0.0, 1.0, 0.0]]
+
+
+def test_selection_never_sorts_a_long_row(rng, monkeypatch):
+    # `top_k` of 90% of a row sorts most of it: 0.5-1.4 s on 10M weights.
+    sorted_sizes = []
+    real_sort = _mask_math.ops.sort
+
+    def recording_sort(x, *args, **kwargs):
+        sorted_sizes.append(int(x.shape[0]))
+        return real_sort(x, *args, **kwargs)
+
+    def no_top_k(*args, **kwargs):
+        raise AssertionError("lowest_k_mask must not call top_k")
+
+    monkeypatch.setattr(_mask_math.ops, "sort", recording_sort)
+    monkeypatch.setattr(_mask_math.ops, "top_k", no_top_k)
+    n = 300_000
+    scores = rng.normal(size=(1, n)).astype("float32")
+    mask = _np(_mask_math.lowest_k_mask(scores, int(0.9 * n)))
+    assert int((mask == 0).sum()) == int(0.9 * n)
+    assert mask[0, np.argmax(scores)] == 1.0 and mask[0, np.argmin(scores)] == 0.0
+    assert sorted_sizes and max(sorted_sizes) <= max(_mask_math._EXACT, _mask_math._SAMPLE)
+
+
+@pytest.mark.parametrize("make", [
+    lambda a: keras.Variable(a),
+    lambda a: keras.Variable(a).value,  # the backend variable (tf.Variable)
+    lambda a: a.tolist(),
+], ids=["keras_variable", "backend_variable", "list"])
+def test_mask_math_accepts_variables_and_lists(rng, make):
+    weights = rng.normal(size=(6, 4)).astype("float32")
+    previous = _np(_mask_math.magnitude_mask(weights, 0.25))
+    expected = _np(_mask_math.magnitude_mask(weights, 0.5, previous))
+    got = _mask_math.magnitude_mask(make(weights), 0.5, make(previous))
+    np.testing.assert_array_equal(_np(got), expected)
+    np.testing.assert_array_equal(_np(_mask_math.as_float32(make(weights))), weights)

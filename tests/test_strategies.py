@@ -251,3 +251,24 @@ def test_the_default_strategy_reproduces_plain_magnitude_pruning():
     for w, mask, prev in zip(plan.weights, masks, previous):
         expected = magnitude_mask(w.variable.value, 0.7, prev, w.gates)
         np.testing.assert_array_equal(np_(mask), np_(expected))
+
+
+@pytest.mark.parametrize("preset", [strategies.dense, strategies.auto])
+def test_unit_presets_give_every_layer_the_same_fraction_of_units(preset):
+    # A ranking of units across layers emptied the widest layer of a
+    # 64-256-128-10 MLP: its units are small (64 weights) and many.
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((16,)),
+        keras.layers.Dense(64, activation="relu", name="wide"),
+        keras.layers.Dense(32, activation="relu", name="narrow"),
+        keras.layers.Dense(4, name="head"),
+    ])
+    plan = preset(units=True).plan(model)
+    assert isinstance(plan.strategy.allocation, strategies.Uniform)
+    for sparsity in (0.5, 0.9):
+        masks = [np_(m) for m in plan.compute_masks(sparsity)]
+        for mask, units in zip(masks[:2], (64, 32)):
+            alive = int(np.sum(mask.max(axis=0) > 0))
+            assert alive == units - round(units * sparsity)
+        assert zeros(masks[2]) == round(128 * sparsity)  # the head, weight by weight

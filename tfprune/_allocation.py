@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import math
 
 import keras
 import numpy as np
 
+from tfprune._config import _Config
+from tfprune._config import lookup
+from tfprune._ranking import Ranked
+from tfprune._ranking import global_counts
 from tfprune._validation import check_sparsity
 from tfprune._validation import received
-from tfprune.criteria import _Config
-from tfprune.criteria import lookup
 
 __all__ = ["Allocation", "Candidate", "Uniform", "Global", "PerLayer", "get"]
 
@@ -43,7 +46,8 @@ class Candidate:
             `protect_first`/`protect_last` and sensitivity look-ups.
         scores: item scores, 1-D, higher keeps (`Global` only); `-inf` for
             items already pruned.
-        sizes: weights per item (defaults to 1 each).
+        sizes: weights per item: one number for all, or an array like
+            `scores` (defaults to 1).
         curve: optional `[(sparsity, loss_increase), ...]` for
             `SensitivityAllocation`, overriding its table.
         protected: never pruned.
@@ -246,43 +250,37 @@ class Global(Allocation):
         super().__init__(**kwargs)
 
     def _normalized(self, scores):
-        s = np.asarray(scores, dtype=np.float64).reshape(-1)
-        finite = s[np.isfinite(s)]
-        norm = {
-            None: 1.0,
-            "l1": np.abs(finite).sum(),
-            "l2": np.sqrt((finite**2).sum()),
-            "max": np.abs(finite).max(initial=0.0),
-        }[self.normalize]
-        return s / norm if norm > 0 else s
+        """float32 scores (NaN as `-inf`), divided by their norm."""
+        s = np.asarray(scores, dtype=np.float32).reshape(-1)
+        nan = np.isnan(s)
+        if self.normalize is None and not nan.any():
+            return s
+        s = np.where(nan, np.float32(-np.inf), s)  # a copy: the caller's scores stay
+        if self.normalize is None:
+            return s
+        finite = np.where(np.isfinite(s), s, np.float32(0.0))
+        np.abs(finite, out=finite)
+        if self.normalize == "l1":
+            norm = float(np.sum(finite, dtype=np.float64))
+        elif self.normalize == "l2":
+            norm = math.sqrt(float(np.sum(np.square(finite, out=finite), dtype=np.float64)))
+        else:
+            norm = float(finite.max(initial=0.0))
+        del finite
+        if norm > 0:
+            s /= np.float32(norm)
+        return s
 
     def _split(self, active, k, lo, hi, sparsity, final_sparsity):
-        score, size, cand, forced, allowed = [], [], [], [], []
+        ranked = []
         for i, c in enumerate(active):
             if c.scores is None:
                 raise ValueError(
                     "Global allocation needs the item scores of every candidate. "
                     f"Received: scores=None for candidate {c.name!r}"
                 )
-            s = self._normalized(c.scores)
-            z = np.asarray(1.0 if c.sizes is None else c.sizes, np.float64)
-            z = np.broadcast_to(z, s.shape)
-            order = np.lexsort((np.arange(len(s)), s))
-            cum = np.empty_like(z)
-            cum[order] = np.cumsum(z[order])
-            score.append(s), size.append(z), cand.append(np.full(len(s), i))
-            forced.append(~np.isfinite(s) | (cum - z < lo[i] - 1e-9))
-            allowed.append(cum <= hi[i] + 1e-9)
-        score, size, cand = np.concatenate(score), np.concatenate(size), np.concatenate(cand)
-        forced, allowed = np.concatenate(forced), np.concatenate(allowed)
-        item = np.arange(len(score))
-        order = np.lexsort((item, cand, np.where(np.isfinite(score), score, -np.inf), ~forced))
-        take = np.zeros(len(score), bool)
-        take[forced] = True
-        pool = order[allowed[order] & ~forced[order]]
-        before = size[forced].sum() + np.concatenate([[0.0], np.cumsum(size[pool])[:-1]])
-        take[pool[before < k - 1e-9]] = True
-        counts = np.bincount(cand[take], weights=size[take], minlength=len(active))
+            ranked.append(Ranked(self._normalized(c.scores), c.sizes, lo[i], hi[i]))
+        counts = np.array(global_counts(ranked, k), dtype=np.float64)
         return counts / np.array([c.n_params for c in active], dtype=np.float64)
 
     def get_config(self) -> dict:

@@ -27,14 +27,26 @@ def _write_scalar(tag: str, value: float) -> None:
     tf.summary.write(tag, tf.constant(value, tf.float32), metadata=metadata)
 
 
-def overall_sparsity(wrappers) -> float:
-    """Fraction of zeros over every weight the wrappers prune."""
+def _zeros(pw, mask, known) -> int:
+    """Zeros of `pw`'s masked value; from `known` if it was just counted."""
+    if id(pw.variable) in known:
+        return known[id(pw.variable)]
+    value = keras.ops.multiply(pw.variable, keras.ops.cast(mask, pw.variable.dtype))
+    return math.prod(tuple(value.shape)) - int(keras.ops.count_nonzero(value))
+
+
+def overall_sparsity(wrappers, known=None) -> float:
+    """Fraction of zeros over every weight the wrappers prune.
+
+    `known` maps `id(variable)` to a zero count already taken (by
+    `apply_masks` just after an update); those weights are not read again.
+    """
+    known = known or {}
     total = zeros = 0
     for w in wrappers:
-        for value in w.masked_values():
-            size = math.prod(tuple(value.shape))
-            total += size
-            zeros += size - int(keras.ops.count_nonzero(value))
+        for pw, mask in zip(w.pruned_weights, w.masks):
+            total += math.prod(tuple(pw.variable.shape))
+            zeros += _zeros(pw, mask, known)
     return zeros / total if total else 0.0
 
 
@@ -158,7 +170,9 @@ class PruningCallback(keras.callbacks.Callback):
         super().__init__()
         self.update_every = check_positive_int("update_every", update_every)
         if log_dir is not None and not isinstance(log_dir, str):
-            raise TypeError(f"`log_dir` must be a path string or None. {received('log_dir', log_dir)}")
+            raise TypeError(
+                f"`log_dir` must be a path string or None. {received('log_dir', log_dir)}"
+            )
         self.log_dir = log_dir
         self._wrappers = []
         self._units = []
@@ -192,7 +206,8 @@ class PruningCallback(keras.callbacks.Callback):
             return False
         return step - last >= self.update_every or step >= schedule.end_step
 
-    def _update(self, unit, step: int) -> None:
+    def _update(self, unit, step: int) -> dict:
+        """Updates the masks of `unit`; returns `{id(variable): zeros}`."""
         for wrapper in unit.wrappers:
             wrapper.check_finite()
         slots = self._slots
@@ -208,7 +223,7 @@ class PruningCallback(keras.callbacks.Callback):
                                    final_sparsity=schedule.final_sparsity)
         changed = {t for g in plan.groups if not g.protected for t in g.group.tensors}
         chosen = [s if t in changed else None for t, s in enumerate(slots)]
-        _wrapper.apply_masks(chosen, masks)
+        zeros = _wrapper.apply_masks(chosen, masks, count_zeros=True)
         if plan.strategy.criterion.reset_after_update:
             for s in chosen:
                 if s is not None and s.score is not None:
@@ -225,6 +240,7 @@ class PruningCallback(keras.callbacks.Callback):
         for wrapper in unit.wrappers:
             wrapper.pruning_step.assign(step)
             self._last[id(wrapper)] = step
+        return zeros
 
     def update_masks(self, step: int | None = None) -> bool:
         """Updates the masks that are due at `step` (default: the clock).
@@ -233,25 +249,24 @@ class PruningCallback(keras.callbacks.Callback):
             True if any mask changed.
         """
         step = self._step() if step is None else int(step)
-        updated = []
+        updated, zeros = [], {}
         for unit in self._units:
             frozen = any(getattr(w, "frozen", False) for w in unit.wrappers)
             if not frozen and any(self._due(w, step) for w in unit.wrappers):
-                self._update(unit, step)
+                zeros.update(self._update(unit, step))
                 updated.extend(unit.wrappers)
         if updated:
-            self.sparsity = overall_sparsity(self._wrappers)
+            self.sparsity = overall_sparsity(self._wrappers, zeros)
             if self._writer is not None:
-                self._write_layer_scalars(updated, step)
+                self._write_layer_scalars(updated, step, zeros)
         return bool(updated)
 
-    def _write_layer_scalars(self, wrappers, step):
+    def _write_layer_scalars(self, wrappers, step, zeros):
         with self._writer.as_default(step=step):
             for wrapper in wrappers:
-                for pw, value in zip(wrapper.pruned_weights, wrapper.masked_values()):
-                    size = math.prod(tuple(value.shape))
-                    zeros = size - int(keras.ops.count_nonzero(value))
-                    _write_scalar(f"sparsity/{pw.name}", zeros / size)
+                for pw, mask in zip(wrapper.pruned_weights, wrapper.masks):
+                    size = math.prod(tuple(pw.variable.shape))
+                    _write_scalar(f"sparsity/{pw.name}", _zeros(pw, mask, zeros) / size)
             _write_scalar("sparsity/overall", self.sparsity)
         self._writer.flush()
 
@@ -281,8 +296,8 @@ class PruningCallback(keras.callbacks.Callback):
             import tensorflow as tf
 
             self._writer = tf.summary.create_file_writer(self.log_dir)
-        self.update_masks()
-        self.sparsity = overall_sparsity(self._wrappers)
+        if not self.update_masks():
+            self.sparsity = overall_sparsity(self._wrappers)
 
     def on_epoch_begin(self, epoch, logs=None):
         # Masks can change outside the updates (QualityGuard restores them).

@@ -16,8 +16,22 @@ from __future__ import annotations
 
 import math
 
+import keras
 import numpy as np
 from keras import ops
+
+
+def as_float32(x):
+    """`x` as a float32 tensor.
+
+    Arrays, lists, tensors and variables are accepted: a Keras variable, or
+    a backend variable such as `tf.Variable` (what `keras.ops` returns for a
+    Keras variable's `.value`), gives its current value.
+    """
+    x = ops.convert_to_tensor(x)
+    if isinstance(x, keras.Variable) or not hasattr(x, "ndim"):
+        x = ops.reshape(x, tuple(x.shape))  # reads the variable into a tensor
+    return ops.cast(x, "float32")
 
 
 def num_pruned(size: int, sparsity: float) -> int:
@@ -64,8 +78,87 @@ def from_groups(rows, shape, gates: int = 1):
     return ops.reshape(x, shape)
 
 
+#: Rows of at most this many entries are sorted outright when selecting.
+_EXACT = 1 << 14
+#: Entries sampled from a longer row to bracket its k-th smallest score.
+_SAMPLE = 1 << 14
+
+
+def _count(condition) -> int:
+    return int(ops.convert_to_numpy(ops.sum(ops.cast(condition, "int32"))))
+
+
+def _sample_positions(n: int):
+    """`_SAMPLE` positions spread over `[0, n)` by a golden-ratio (Weyl)
+    sequence: deterministic, and not aligned with any row length."""
+    golden = (math.sqrt(5.0) - 1.0) / 2.0
+    return (np.arange(_SAMPLE) * golden % 1.0 * n).astype("int32")
+
+
+def _kth_smallest(x, k: int):
+    """`(value, below, ties)` of the `k`-th smallest entry (1-based) of `x`.
+
+    `x` is a 1-D float32 tensor without NaN, `1 <= k <= len(x)`; `below` and
+    `ties` count the entries less than and equal to `value`. A quickselect
+    whose pivots come from a fixed sample: each round counts the entries
+    below two sample values that bracket the `k`-th and keeps only those
+    between them, a few percent of the row, until it is short enough to
+    sort. The result is exact whatever the sample; the sample only decides
+    how fast the row shrinks.
+    """
+    offset = 0
+    while True:
+        n = int(x.shape[0])
+        if n <= _EXACT:
+            value = ops.sort(x)[k - 1]
+            below = _count(ops.less(x, value))
+            return value, offset + below, _count(ops.equal(x, value))
+        sample = ops.sort(ops.take(x, _sample_positions(n)))
+        centre = (k - 0.5) / n * _SAMPLE
+        margin = 3.0 * math.sqrt(_SAMPLE) + 1.0
+        lo = sample[max(int(centre - margin), 0)]
+        hi = sample[min(int(centre + margin), _SAMPLE - 1)]
+        upto_lo = _count(ops.less_equal(x, lo))
+        if k <= upto_lo:
+            below_lo = _count(ops.less(x, lo))
+            if k > below_lo:
+                return lo, offset + below_lo, upto_lo - below_lo
+            x = ops.take(x, ops.nonzero(ops.less(x, lo))[0])
+            continue
+        below_hi = _count(ops.less(x, hi))
+        if k > below_hi:
+            upto_hi = _count(ops.less_equal(x, hi))
+            if k <= upto_hi:
+                return hi, offset + below_hi, upto_hi - below_hi
+            x = ops.take(x, ops.nonzero(ops.greater(x, hi))[0])
+            k, offset = k - upto_hi, offset + upto_hi
+            continue
+        inside = ops.logical_and(ops.greater(x, lo), ops.less(x, hi))
+        x = ops.take(x, ops.nonzero(inside)[0])
+        k, offset = k - upto_lo, offset + upto_lo
+
+
+def _lowest_k_row(x, k: int):
+    """Boolean keep-mask of a 1-D row that prunes its `k` lowest entries
+    (`0 < k < len(x)`), ties toward the lowest index."""
+    value, below, ties = _kth_smallest(x, k)
+    keep = ops.greater(x, value)
+    pruned_ties = k - below  # the first `pruned_ties` entries equal to `value` go
+    if pruned_ties < ties:
+        positions = ops.nonzero(ops.equal(x, value))[0]
+        last = positions[pruned_ties - 1]
+        later = ops.greater(ops.arange(int(x.shape[0]), dtype="int32"), last)
+        keep = ops.logical_or(keep, ops.logical_and(ops.equal(x, value), later))
+    return keep
+
+
 def lowest_k_mask(scores, k: int, previous_mask=None):
     """Mask that prunes the `k` lowest-scoring entries of each row.
+
+    The `k`-th lowest score of each row is found by selection (no sort of
+    the row; see `_kth_smallest`): the entries below it are pruned, and
+    among the entries equal to it those with the lowest indices. NaN scores
+    count as the lowest.
 
     Args:
         scores: float tensor of shape `(rows, n)`.
@@ -87,29 +180,25 @@ def lowest_k_mask(scores, k: int, previous_mask=None):
     >>> np.asarray(m).tolist()
     [[1.0, 0.0, 1.0, 0.0]]
     """
-    scores = ops.cast(ops.convert_to_tensor(scores), "float32")
+    scores = as_float32(scores)
     rows, n = tuple(scores.shape)
     if previous_mask is not None:
-        previous_mask = ops.cast(ops.convert_to_tensor(previous_mask), "float32")
-        already = int(ops.convert_to_numpy(ops.max(n - ops.sum(previous_mask, axis=1))))
+        kept = as_float32(previous_mask) > 0
+        already = n - int(ops.convert_to_numpy(ops.min(ops.sum(ops.cast(kept, "int32"), axis=1))))
         k = max(int(k), already)
-        scores = ops.where(previous_mask > 0, scores, -np.inf)
+        scores = ops.where(kept, scores, -np.inf)
     k = int(min(max(k, 0), n))
     if k == 0:
         return ops.ones((rows, n), "float32")
     if k == n:
         return ops.zeros((rows, n), "float32")
-    # `top_k` returns equal values in ascending index order, so the lowest
-    # index among tied scores is pruned first.
-    _, pruned = ops.top_k(ops.negative(scores), k, sorted=False)
-    row_ids = ops.repeat(ops.expand_dims(ops.arange(rows, dtype="int32"), 1), k, axis=1)
-    indices = ops.stack(
-        [ops.reshape(row_ids, (-1,)), ops.reshape(ops.cast(pruned, "int32"), (-1,))],
-        axis=1,
-    )
-    return ops.scatter_update(
-        ops.ones((rows, n), "float32"), indices, ops.zeros((rows * k,), "float32")
-    )
+    # The sum is NaN if any score is (one reduction instead of isnan + any).
+    if np.isnan(ops.convert_to_numpy(ops.sum(scores))):
+        scores = ops.where(ops.isnan(scores), -np.inf, scores)
+    keep = [_lowest_k_row(scores[r] if rows > 1 else ops.reshape(scores, (n,)), k)
+            for r in range(rows)]
+    keep = ops.stack(keep) if rows > 1 else ops.reshape(keep[0], (1, n))
+    return ops.cast(keep, "float32")
 
 
 def magnitude_mask(weights, sparsity: float, previous_mask=None, gates: int = 1):
@@ -125,9 +214,10 @@ def magnitude_mask(weights, sparsity: float, previous_mask=None, gates: int = 1)
     >>> np.asarray(magnitude_mask(w, 0.5)).tolist()
     [[0.0, 1.0], [1.0, 0.0]]
     """
+    weights = as_float32(weights)
     shape = tuple(weights.shape)
-    rows = to_groups(ops.abs(ops.convert_to_tensor(weights)), gates)
-    prev = None if previous_mask is None else to_groups(previous_mask, gates)
+    rows = to_groups(ops.abs(weights), gates)
+    prev = None if previous_mask is None else to_groups(as_float32(previous_mask), gates)
     k = num_pruned(int(rows.shape[1]), sparsity)
     return from_groups(lowest_k_mask(rows, k, prev), shape, gates)
 

@@ -23,6 +23,7 @@ import keras
 from keras import ops
 
 from tfprune import _registry
+from tfprune._mask_math import as_float32
 
 __all__ = [
     "UnitSlice", "UnitGroup", "unit_totals", "expand_units", "unit_groups",
@@ -66,8 +67,7 @@ class UnitGroup:
 
 
 # ------------------------------------------------------------ unit math
-def _f32(x):
-    return ops.cast(ops.convert_to_tensor(x), "float32")
+_f32 = as_float32
 
 
 def prev_mask(previous_masks, i):
@@ -82,6 +82,7 @@ def prev_mask(previous_masks, i):
 
 def _per_unit(x, sl):
     """Sum of `x` over everything but the units of slice `sl`."""
+    x = _f32(x)
     shape = tuple(x.shape)
     length = shape[sl.axis]
     if length % sl.gates:
@@ -89,7 +90,7 @@ def _per_unit(x, sl):
             f"Axis {sl.axis} of a tensor of shape {shape} does not split into "
             f"{sl.gates} gates. Received: gates={sl.gates}"
         )
-    x = ops.moveaxis(_f32(x), sl.axis, -1)
+    x = ops.moveaxis(x, sl.axis, -1)
     x = ops.reshape(x, (-1, sl.gates, length // sl.gates))
     return ops.sum(ops.sum(x, axis=0), axis=0)
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
-import re
 
 import keras
 from keras import ops
@@ -13,51 +11,10 @@ from tfprune import _registry
 from tfprune import criteria as criteria_lib
 from tfprune import schedules as schedules_lib
 from tfprune import strategies as strategies_lib
-from tfprune._structure import recurrent_biases
 from tfprune._validation import received
-
-
-class _MaskConstraint:
-    """Variable constraint that zeroes pruned weights after every update.
-
-    Keras optimizers apply `variable.constraint` after each step, so weights
-    pruned by the mask stay exactly zero in the variable itself; a model
-    saved at any moment is as sparse as its masks. A constraint the user set
-    on the variable runs first.
-    """
-
-    def __init__(self, mask, inner=None):
-        self.mask = mask
-        self.inner = inner
-
-    def __call__(self, w):
-        if self.inner is not None:
-            w = self.inner(w)
-        return ops.multiply(w, ops.cast(self.mask, w.dtype))
-
-
-@dataclasses.dataclass
-class Slot:
-    """The state a wrapper keeps for one masked tensor.
-
-    Attributes:
-        weight: the `PrunableWeight`.
-        mask: its mask variable.
-        score: the criterion's state variable (gradient criteria), or None.
-        next_mask: the mask of the next update (with a regularizer), or None.
-        counted: False for a recurrent bias masked with its units (`Units`):
-            not a pruned weight, left out of the sparsity totals.
-    """
-
-    weight: object
-    mask: object
-    score: object = None
-    next_mask: object = None
-    counted: bool = True
-
-
-def _variable_name(pw, suffix) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", f"{pw.name}_{suffix}")
+from tfprune._wrapper_state import Slot  # noqa: F401 (re-exported)
+from tfprune._wrapper_state import apply_masks
+from tfprune._wrapper_state import create_state
 
 
 def _accepts(fn, name) -> bool:
@@ -192,16 +149,6 @@ class PruningWrapper(keras.layers.Wrapper):
         # block rebuilt from a config); then the masks wait for the call.
         self._create_masks(strict=False)
 
-    def _add_state(self, pw, suffix, initializer, dtype=None):
-        return self.add_weight(
-            name=_variable_name(pw, suffix),
-            shape=pw.variable.shape,
-            dtype=dtype or pw.variable.dtype,
-            initializer=initializer,
-            trainable=False,
-            aggregation="only_first_replica",
-        )
-
     def _create_masks(self, strict=True):
         if self.pruning_step is not None:
             return
@@ -216,36 +163,10 @@ class PruningWrapper(keras.layers.Wrapper):
                 "`get_prunable_weights()` method). "
                 f"Received: layer={self.layer.name}"
             )
-        resolved = self._resolved = self.strategy.resolve(self.layer)
-        biases = recurrent_biases(self._pruned) if resolved.granularity.structured else []
-        was_locked = self._tracker.locked
-        self._tracker.unlock()
-        try:
-            # Variable order is the save format: masks, step, then extras.
-            self._masks = [self._add_state(pw, "mask", "ones") for pw in self._pruned]
-            self.pruning_step = self.add_weight(
-                name="pruning_step",
-                shape=(),
-                dtype="int64",
-                initializer=keras.initializers.Constant(-1),
-                trainable=False,
-                aggregation="only_first_replica",
-            )
-            self._slots = [Slot(pw, m) for pw, m in zip(self._pruned, self._masks)]
-            self._slots += [Slot(pw, self._add_state(pw, "mask", "ones"), counted=False)
-                            for pw in biases]
-            for slot in self._slots[:len(self._pruned)]:
-                if resolved.criterion.needs_gradients:
-                    slot.score = self._add_state(slot.weight, "score", "zeros", "float32")
-                if resolved.regularizer is not None:
-                    slot.next_mask = self._add_state(slot.weight, "next_mask", "ones")
-        finally:
-            if was_locked:
-                self._tracker.lock()
-        for slot in self._slots:
-            variable = slot.weight.variable
-            self._original_constraints.append(variable.constraint)
-            variable.constraint = _MaskConstraint(slot.mask, variable.constraint)
+        self._resolved = self.strategy.resolve(self.layer)
+        self._masks, self.pruning_step, self._slots, self._original_constraints = (
+            create_state(self, self._pruned, self._resolved)
+        )
 
     def _ensure_masks(self, inputs, args, kwargs):
         if self.pruning_step is None:
@@ -395,18 +316,6 @@ class PruningWrapper(keras.layers.Wrapper):
         config["include"] = None if self.include is None else [list(p) for p in self.include]
         config["strategy"] = keras.saving.serialize_keras_object(self.strategy)
         return config
-
-
-def apply_masks(slots, masks) -> None:
-    """Assigns `masks` to the `Slot`s (None entries are skipped) and zeroes
-    the pruned entries of their variables."""
-    for slot, mask in zip(slots, masks):
-        if slot is None:
-            continue
-        mask = ops.cast(mask, slot.mask.dtype)
-        slot.mask.assign(mask)
-        value = slot.weight.variable.value
-        slot.weight.variable.assign(ops.multiply(value, ops.cast(mask, value.dtype)))
 
 
 def find_wrappers(model) -> list:

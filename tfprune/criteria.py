@@ -29,6 +29,11 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfprune._config import _Config
+from tfprune._config import lookup
+from tfprune._mask_math import as_float32
+from tfprune._penalties import GroupLasso
+from tfprune._penalties import L1Regularizer
 from tfprune._validation import received
 
 __all__ = [
@@ -44,48 +49,6 @@ __all__ = [
     "accumulate_on_backward",
     "get",
 ]
-
-
-class _Config:
-    """Flat config, equality by config, and a readable repr."""
-
-    def get_config(self) -> dict:
-        return {}
-
-    @classmethod
-    def from_config(cls, config: dict):
-        return cls(**config)
-
-    def __eq__(self, other) -> bool:
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __hash__(self) -> int:
-        return hash(type(self).__name__)
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
-
-
-def lookup(identifier, base: type, aliases: dict, name: str, what: str):
-    """Normalizes an argument that is a `base` instance, one of the names in
-    `aliases` (case-insensitive), or a serialized object (dict); `what`
-    describes the type in the TypeError."""
-    if isinstance(identifier, base):
-        return identifier
-    if isinstance(identifier, str):
-        cls = aliases.get(identifier.lower())
-        if cls is None:
-            raise ValueError(
-                f"Unknown {name}; expected one of {sorted(aliases)}. "
-                f"{received(name, identifier)}"
-            )
-        return cls()
-    if isinstance(identifier, dict):
-        obj = keras.saving.deserialize_keras_object(identifier)
-        if isinstance(obj, base):
-            return obj
-    raise TypeError(f"`{name}` must be {what} or its name. {received(name, identifier)}")
 
 
 class Criterion(_Config):
@@ -136,8 +99,7 @@ class Criterion(_Config):
 
 
 
-def _f32(x):
-    return ops.cast(ops.convert_to_tensor(x), "float32")
+_f32 = as_float32
 
 
 @keras.saving.register_keras_serializable("tfprune")
@@ -182,7 +144,8 @@ class Random(Criterion):
 
     def score(self, weight, state=None, *, step: int = 0, key: int = 0):
         rng = np.random.default_rng([self.seed, int(step), int(key)])
-        return ops.convert_to_tensor(rng.random(tuple(weight.shape), dtype=np.float32))
+        shape = tuple(ops.shape(ops.convert_to_tensor(weight)))
+        return ops.convert_to_tensor(rng.random(shape, dtype=np.float32))
 
     def get_config(self) -> dict:
         return {"seed": self.seed}
@@ -343,83 +306,3 @@ def accumulate_on_backward(value, state, criterion: Criterion, weight=None):
         return tf.identity(x), grad
 
     return _identity(value)
-
-
-# ------------------------------------------------------------ regularizers
-class _Penalty(_Config):
-    def __init__(self, strength: float):
-        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or strength < 0:
-            raise ValueError(
-                f"`strength` must be a number >= 0. {received('strength', strength)}"
-            )
-        self.strength = float(strength)
-
-    def get_config(self) -> dict:
-        return {"strength": self.strength}
-
-
-@keras.saving.register_keras_serializable("tfprune")
-class L1Regularizer(_Penalty):
-    """L1 penalty on the weights that the next mask update will prune.
-
-    `penalty = strength * sum(|w| * (1 - mask_to_be))`: the weights doomed
-    by the coming update are pulled toward zero first, so removing them
-    costs less. Weights that stay are not penalized.
-
-    Give it to a strategy, `Strategy(regularizer=L1Regularizer(1e-4))`: the
-    pruning callback then keeps the mask of the next update (`mask_to_be`)
-    and the wrappers add the penalty to the loss while training.
-
-    Args:
-        strength: multiplier of the penalty, `>= 0`.
-
-    Example:
-
-    >>> import numpy as np
-    >>> reg = L1Regularizer(0.1)
-    >>> round(float(reg(np.array([1.0, -2.0]), np.array([0.0, 1.0]))), 6)
-    0.1
-    """
-
-    def __call__(self, weight, mask_to_be):
-        w = _f32(weight)
-        doomed = ops.subtract(1.0, _f32(mask_to_be))
-        return ops.multiply(self.strength, ops.sum(ops.abs(ops.multiply(w, doomed))))
-
-
-@keras.saving.register_keras_serializable("tfprune")
-class GroupLasso(_Penalty):
-    """Group-lasso penalty on the units that the next update will remove.
-
-    `penalty = strength * sum_j ||w_j * (1 - mask_to_be_j)||_2` over the
-    units `j` along `axis` (Dense output units: `axis=-1`). The L2 norm of a
-    whole unit pushes it to zero as a group, which suits `Units`
-    granularity. It plugs in like `L1Regularizer`.
-
-    Args:
-        strength: multiplier of the penalty, `>= 0`.
-        axis: the axis holding the units. Defaults to -1.
-
-    Example:
-
-    >>> import numpy as np
-    >>> reg = GroupLasso(1.0)
-    >>> w = np.array([[3.0, 1.0], [4.0, 1.0]])
-    >>> round(float(reg(w, np.array([[0.0, 1.0], [0.0, 1.0]]))), 4)
-    5.0
-    """
-
-    def __init__(self, strength: float, axis: int = -1):
-        super().__init__(strength)
-        if isinstance(axis, bool) or not isinstance(axis, int):
-            raise TypeError(f"`axis` must be an integer. {received('axis', axis)}")
-        self.axis = axis
-
-    def __call__(self, weight, mask_to_be):
-        w = ops.multiply(_f32(weight), ops.subtract(1.0, _f32(mask_to_be)))
-        w = ops.moveaxis(w, self.axis, -1)
-        squares = ops.sum(ops.reshape(ops.multiply(w, w), (-1, w.shape[-1])), axis=0)
-        return ops.multiply(self.strength, ops.sum(ops.sqrt(ops.add(squares, 1e-12))))
-
-    def get_config(self) -> dict:
-        return {"strength": self.strength, "axis": self.axis}

@@ -12,7 +12,8 @@ recurrent kernel and bias; the four kernels of an attention layer).
 Interface: `mask(scores, sparsity, previous_mask=None, gates=1)` for one
 tensor; `group_masks(group, scores, sparsity, previous_masks) -> {tensor:
 mask}`; `item_scores(group, scores, previous_masks) -> (scores, sizes)`, one
-score per item for rankings across tensors (`Global` allocation).
+score per item for rankings across tensors (`Global` allocation). Scores and
+masks may be arrays, tensors or variables.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfprune._config import _Config
+from tfprune._config import lookup
+from tfprune._mask_math import as_float32
 from tfprune._mask_math import from_groups
 from tfprune._mask_math import lowest_k_mask
 from tfprune._mask_math import num_pruned
@@ -34,20 +38,17 @@ from tfprune._structure import prev_mask as _prev
 from tfprune._structure import unit_totals
 from tfprune._validation import check_sparsity
 from tfprune._validation import received
-from tfprune.criteria import _Config
-from tfprune.criteria import lookup
 
 __all__ = [
     "Granularity", "Unstructured", "Block", "NM", "Units", "UnitSlice", "UnitGroup", "get",
 ]
 
 
-def _f32(x):
-    return ops.cast(ops.convert_to_tensor(x), "float32")
+_f32 = as_float32
 
 
 def _numpy(x):
-    return np.asarray(ops.convert_to_numpy(x), dtype=np.float64).reshape(-1)
+    return np.asarray(ops.convert_to_numpy(x), dtype=np.float32).reshape(-1)
 
 
 class Granularity(_Config):
@@ -75,16 +76,15 @@ class Granularity(_Config):
         return {sl.tensor: self.mask(scores[sl.tensor], sparsity, prev, sl.gates)}
 
     def item_scores(self, group, scores, previous_masks=None):
-        """`(scores, sizes)` of the group's items as 1-D numpy arrays.
-
-        Items already pruned by the previous mask score `-inf`.
-        """
+        """`(scores, sizes)`: the group's item scores as a 1-D float32 array
+        (items already pruned by the previous mask score `-inf`) and the
+        weights per item, one number when all items have the same size."""
         (sl,) = group.slices
         s = _numpy(scores[sl.tensor])
         prev = _prev(previous_masks, sl.tensor)
         if prev is not None:
-            s = np.where(_numpy(prev) > 0, s, -np.inf)
-        return s, np.ones_like(s)
+            s = np.where(_numpy(prev) > 0, s, np.float32(-np.inf))
+        return s, 1.0
 
 
 @keras.saving.register_keras_serializable("tfprune")
@@ -103,8 +103,9 @@ class Unstructured(Granularity):
 
     def mask(self, scores, sparsity, previous_mask=None, gates: int = 1):
         sparsity = self.check(sparsity)
+        scores = _f32(scores)
         shape = tuple(scores.shape)
-        rows = to_groups(_f32(scores), gates)
+        rows = to_groups(scores, gates)
         prev = None if previous_mask is None else to_groups(_f32(previous_mask), gates)
         k = num_pruned(int(rows.shape[1]), sparsity)
         return from_groups(lowest_k_mask(rows, k, prev), shape, gates)
@@ -282,9 +283,10 @@ class NM(Granularity):
 
     def _grouped(self, scores, prev):
         """Scores as (groups, m) rows, pruned and padding entries at -inf."""
+        scores = _f32(scores)
         shape = tuple(scores.shape)
         axis = self._axis(len(shape))
-        s = ops.moveaxis(_f32(scores), axis, -1)
+        s = ops.moveaxis(scores, axis, -1)
         if prev is not None:
             s = ops.where(ops.moveaxis(_f32(prev), axis, -1) > 0, s, -np.inf)
         moved = tuple(s.shape)
@@ -322,8 +324,7 @@ class NM(Granularity):
         (sl,) = group.slices
         rows, _, _, _ = self._grouped(_f32(scores[sl.tensor]), _prev(previous_masks, sl.tensor))
         _, cost, _ = self._removal(rows)
-        sizes = np.full(int(rows.shape[0]), float(self.m - self.n))
-        return _numpy(cost), sizes
+        return _numpy(cost), float(self.m - self.n)
 
     def get_config(self) -> dict:
         return {"n": self.n, "m": self.m, "axis": self.axis}
@@ -374,13 +375,13 @@ class Units(Granularity):
 
     def mask(self, scores, sparsity, previous_mask=None, gates: int = 1):
         group = UnitGroup("", (UnitSlice(0, -1, gates),))
-        return self.group_masks(group, [scores], sparsity, [previous_mask])[0]
+        return self.group_masks(group, [_f32(scores)], sparsity, [previous_mask])[0]
 
     def item_scores(self, group, scores, previous_masks=None):
         unit_scores, alive = self._unit_scores(group, scores, previous_masks)
-        s = np.where(_numpy(alive) > 0, _numpy(unit_scores), -np.inf)
-        size = sum(math.prod(tuple(scores[t].shape)) for t in group.scored_tensors) / len(s)
-        return s, np.full(len(s), float(size))
+        s = np.where(_numpy(alive) > 0, _numpy(unit_scores), np.float32(-np.inf))
+        size = sum(math.prod(ops.shape(scores[t])) for t in group.scored_tensors) / len(s)
+        return s, float(size)
 
     def get_config(self) -> dict:
         return {"reduction": self.reduction}

@@ -336,12 +336,14 @@ class AutoStrategy(Strategy):
 def dense(units: bool = False, **kwargs) -> Strategy:
     """Dense/Conv/Embedding models: one global magnitude ranking.
 
-    Unstructured magnitude pruning with `Global()` allocation, or with
-    `units=True` whole units ranked by L2 norm with `Global(normalize="l2")`.
-    `kwargs` go to `Strategy` (protection).
+    Unstructured magnitude pruning with `Global()` allocation. With
+    `units=True`, whole units ranked by L2 norm, every layer losing the same
+    fraction of its units (`Uniform()`): a global ranking of units compares
+    units of different sizes across layers and can empty a whole layer (see
+    docs/strategies.md). `kwargs` go to `Strategy` (protection).
     """
     if units:
-        return Strategy("l2_norm", granularity_lib.Units(), Global(normalize="l2"), **kwargs)
+        return Strategy("l2_norm", granularity_lib.Units(), Uniform(), **kwargs)
     return Strategy("magnitude", "unstructured", Global(), **kwargs)
 
 
