@@ -225,7 +225,7 @@ UPDATE_ABOUT = (
     "no training), median of several calls after one warm-up call. tfprune: `prune_to` on every "
     "wrapper; `callback` = `PruningCallback.update_masks` (adds the sparsity accounting); "
     "`global` = one magnitude ranking over all tensors (`strategies.Global`; only up to "
-    "`--global-max-size` weights, 10M by default, as it holds about 100 bytes per weight). tfmot: "
+    "`--global-max-size` weights, all sizes by default). tfmot: "
     "`pruning_obj.conditional_mask_update()` + `weight_mask_op()` on every wrapper, eagerly and "
     "inside a `tf.function` (as it runs in training).")
 ARTIFACTS_ABOUT = (
@@ -249,9 +249,8 @@ def parse_args(argv):
     parser.add_argument("--update-sizes", default=None,
                         help="prunable weights per update model, e.g. 1e6,1e7,1e8")
     parser.add_argument("--skip-100m", action="store_true", help="leave out the 100M-weight model")
-    parser.add_argument("--global-max-size", type=float, default=1e7,
-                        help="largest update model timed with a global ranking (about 100 bytes "
-                             "of memory per weight; default 1e7)")
+    parser.add_argument("--global-max-size", type=float, default=1e9,
+                        help="largest update model timed with a global ranking (default: all)")
     parser.add_argument("--out", default="docs/BENCHMARKS.md")
     parser.add_argument("--json", default=None, help="raw results (default: docs/benchmarks.json)")
     parser.add_argument("--img-dir", default=None, help="plots (default: img/ beside --out)")

@@ -269,7 +269,7 @@ def cost(configs: dict, sparsity: float, epochs: int, rounds: int) -> list:
 
 
 # ------------------------------------------------------------ mask update
-def update(sizes, repeats: int, sparsity: float, global_max: int = 10**7) -> list:
+def update(sizes, repeats: int, sparsity: float, global_max: int = 10**9) -> list:
     """Cost of one update of every mask of a stack of big Dense layers.
 
     Modes: "prune_to" (`wrapper.prune_to` on every wrapper: per-layer
@@ -277,8 +277,7 @@ def update(sizes, repeats: int, sparsity: float, global_max: int = 10**7) -> lis
     (`PruningCallback.update_masks` at a due step: the same plus the
     sparsity accounting) and, when strategies exist and the model has at
     most `global_max` weights, "global" (a `Global` magnitude plan: one
-    ranking over all tensors, then assign; it needs about 100 bytes of
-    memory per weight)."""
+    ranking over all tensors, then assign)."""
     out = []
     has_global = "global_magnitude" in [m.name for m in available_methods()[0]]
     for n in sizes:
