@@ -1,7 +1,7 @@
-"""Shared base of the small serializable pieces of a strategy.
+"""Shared base of tfprune's small serializable objects.
 
-Criteria, granularities, allocations and penalties are plain objects with a
-flat config: `_Config` gives them `from_config`, equality by config and a
+Schedules, strategies, criteria, granularities, allocations and penalties
+are plain objects with a flat config: `_Config` gives them `from_config`, equality by config and a
 readable repr; `lookup` normalizes an argument given as an instance, a name
 or a serialized object.
 """

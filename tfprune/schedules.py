@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import keras
 
+from tfprune._config import _Config
 from tfprune._validation import check_sparsity
 from tfprune._validation import check_step
 from tfprune._validation import received
@@ -21,7 +22,7 @@ from tfprune._validation import received
 __all__ = ["PruningSchedule", "Constant", "PolynomialDecay", "get", "serialize", "deserialize"]
 
 
-class PruningSchedule:
+class PruningSchedule(_Config):
     """Base class of sparsity schedules.
 
     Subclasses implement `__call__(step) -> float` and `get_config()`, and set
@@ -58,20 +59,6 @@ class PruningSchedule:
 
     def get_config(self) -> dict:
         raise NotImplementedError
-
-    @classmethod
-    def from_config(cls, config: dict):
-        return cls(**config)
-
-    def __eq__(self, other) -> bool:
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 @keras.saving.register_keras_serializable("tfprune")

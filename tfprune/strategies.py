@@ -34,6 +34,7 @@ from tfprune._allocation import Global
 from tfprune._allocation import PerLayer
 from tfprune._allocation import Uniform
 from tfprune._allocation import get as get_allocation
+from tfprune._config import _Config
 from tfprune._sensitivity import SensitivityAllocation
 from tfprune._sensitivity import SensitivityTable
 from tfprune._sensitivity import relative_path
@@ -162,7 +163,7 @@ def _check_protect(protect):
 
 
 @keras.saving.register_keras_serializable("tfprune")
-class Strategy:
+class Strategy(_Config):
     """How to prune: criterion, granularity, allocation and protected layers.
 
     Args:
@@ -279,16 +280,6 @@ class Strategy:
             "protect_outputs": self.protect_outputs,
             "regularizer": _serialize(self.regularizer),
         }
-
-    @classmethod
-    def from_config(cls, config: dict):
-        return cls(**config)
-
-    def __eq__(self, other) -> bool:
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __hash__(self) -> int:
-        return hash(type(self).__name__)
 
     def __repr__(self) -> str:
         parts = [f"criterion={self.criterion!r}", f"granularity={self.granularity!r}",
