@@ -146,6 +146,13 @@ CASES = {
                          KERNEL),
     "embedding": (_with_head((5,), lambda: L.Embedding(20, 4, name="emb")), ("int", (5,), 20),
                   ["emb/embeddings", "head/kernel"]),
+    # mask_zero adds a bare `NotEqual` operation to the graph and a Keras mask
+    # that the wrapped LSTM must still receive.
+    "embedding_masked_lstm": (
+        lambda: _seq((5,), L.Embedding(20, 4, mask_zero=True, name="emb"), L.LSTM(3, name="rnn"),
+                     L.Dense(1, name="head")),
+        ("int", (5,), 20),
+        ["emb/embeddings", "rnn/lstm_cell/kernel", "rnn/lstm_cell/recurrent_kernel", "head/kernel"]),
     "multi_head_attention": (_pooled(_mha), (4, 8),
                              [f"mha/{name}/kernel" for name in ATTENTION] + ["head/kernel"]),
     "simple_rnn": (_with_head((4, 3), lambda: L.SimpleRNN(5, name="rnn")), (4, 3), RNN),

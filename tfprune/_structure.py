@@ -236,8 +236,12 @@ def io_layers(model) -> tuple:
     cache = {}
 
     def prunable(op):
+        # Graphs also hold bare operations (e.g. the `NotEqual` that an
+        # Embedding with `mask_zero=True` adds); they own no weights.
         if id(op) not in cache:
-            cache[id(op)] = bool(_registry.prunable_weights(op))
+            cache[id(op)] = isinstance(op, keras.layers.Layer) and bool(
+                _registry.prunable_weights(op)
+            )
         return cache[id(op)]
 
     outputs = getattr(model, "outputs", None) or []
