@@ -184,7 +184,6 @@ def test_subclassed_model_needs_sample_inputs(tmp_path):
 
 
 def test_shrink(tmp_path):
-    pytest.importorskip("tfprune._shrink", reason="tfprune/_shrink (tfprune.shrink) is not written yet")
     model = keras.Sequential([keras.Input((8,)), L.Dense(32, activation="relu"), L.Dense(1)])
     pruned = tfprune.prune(model, 0.5)
     kernel = find_wrappers(pruned)[0].pruned_weights[0].variable

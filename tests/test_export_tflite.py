@@ -269,15 +269,7 @@ def test_unwritable_directory(models, tmp_path):
         export.tflite(models["mlp"], locked / "m.tflite")
 
 
-def test_shrink_unavailable_is_a_clear_error(models, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "tfprune._shrink", None)
-    with pytest.raises(ValueError, match=r"tfprune.shrink.*Received: shrink=True$"):
-        export.tflite(models["mlp"], tmp_path / "m.tflite", shrink=True)
-    assert os.listdir(tmp_path) == []
-
-
 def test_shrink(tmp_path):
-    pytest.importorskip("tfprune._shrink", reason="tfprune/_shrink.py (tfprune.shrink) is not written yet")
     model = keras.Sequential([keras.Input((8,)), L.Dense(32, activation="relu"), L.Dense(1)])
     pruned = tfprune.prune(model, 0.5)
     wrapper = find_wrappers(pruned)[0]

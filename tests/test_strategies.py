@@ -172,7 +172,6 @@ def test_an_rnn_output_layer_is_pruned_unstructured_and_keeps_its_bias():
 
 @pytest.mark.parametrize("rnn", [keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN])
 def test_shrink_removes_the_units_that_units_granularity_pruned(rnn):
-    shrink = pytest.importorskip("tfprune._shrink").shrink
     keras.utils.set_random_seed(0)
     model = keras.Sequential([
         keras.Input((5, 3)),
@@ -182,7 +181,7 @@ def test_shrink_removes_the_units_that_units_granularity_pruned(rnn):
     plan = strategies.recurrent(units=True).plan(model)
     for pw, mask in zip(plan.weights, plan.compute_masks(0.5)):
         pw.variable.assign(pw.variable.value * keras.ops.cast(mask, pw.variable.dtype))
-    small = shrink(model)
+    small = tfprune.shrink(model)
     assert small.get_layer("rnn").units == 3
     x = np.random.default_rng(0).normal(size=(4, 5, 3)).astype("float32")
     np.testing.assert_allclose(np_(small(x)), np_(model(x)), atol=1e-5)

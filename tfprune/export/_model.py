@@ -49,13 +49,8 @@ def prepare(model, shrink: bool):
         notes.append("pruning wrappers stripped (masks baked into the weights)")
     reference = plain
     if shrink:
-        try:
-            from tfprune._shrink import shrink as shrink_fn
-        except ImportError as e:
-            raise ValueError(
-                "`shrink=True` needs `tfprune.shrink`, which this installation of "
-                f"tfprune does not provide. Received: shrink={shrink}"
-            ) from e
+        from tfprune._shrink import shrink as shrink_fn  # imports the exporters' peers
+
         plain = shrink_fn(plain)
         before, after = reference.count_params(), plain.count_params()
         notes.append(f"shrunk: dead units removed, {before:,} -> {after:,} parameters")
