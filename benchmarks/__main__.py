@@ -125,7 +125,7 @@ def measure_quality(args, worker) -> dict:
     return {"about": QUALITY_ABOUT, "tasks": {n: c.to_dict() for n, c in configs.items()},
             "sparsities": list(args.sparsities), "seeds": list(args.seeds),
             "methods": {m.name: m.description for m in methods}, "skipped": skipped,
-            "strategy_hook": side.strategy_hook(), "records": records, "error": error}
+            "records": records, "error": error}
 
 
 def measure_cost(args, worker) -> dict:

@@ -1,24 +1,15 @@
 """The tfprune side of the benchmarks (Keras 3, in the main process).
 
-Pruning methods plug in by name (`METHODS`): "magnitude" (per-layer
+Pruning methods plug in by name (`METHOD_NAMES`): "magnitude" (per-layer
 magnitude with `tfprune.prune` + `PruningCallback`, the method tfmot also
-has) is always there; the others are `tfprune.strategies.Strategy` objects
-built from `tfprune.criteria` / `tfprune.granularity` and are included when
-this tfprune has them (`available_methods` says why one is skipped).
-
-A strategy is handed to the library if `PruningCallback` or `prune` takes a
-`strategy` argument. Otherwise `_PlanCallback` drives it here: at each due
-step it asks `Strategy.plan(model).compute_masks` for every mask at once
-(which is how `Global` allocation works) and assigns them; criteria that
-learn from gradients (Taylor, movement) need the library's training hooks
-and are skipped in that case.
+has) and `tfprune.strategies.Strategy` objects built from `tfprune.criteria`
+/ `tfprune.granularity`, passed as `tfprune.prune(..., strategy=...)`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import gc
-import inspect
 import time
 
 import keras
@@ -75,100 +66,28 @@ def _strategy_factories():
 METHOD_NAMES = ("magnitude", "global_magnitude", "taylor", "movement", "random", "2:4", "units")
 
 
-def strategy_hook():
-    """Where this tfprune takes a strategy: "callback", "prune" or None."""
-    if "strategy" in inspect.signature(tfprune.PruningCallback.__init__).parameters:
-        return "callback"
-    if "strategy" in inspect.signature(tfprune.prune).parameters:
-        return "prune"
-    return None
-
-
 def available_methods(names=METHOD_NAMES) -> tuple:
     """`(methods, skipped)`: the usable `Method`s among `names`, and
     `{name: reason}` for the others."""
     methods, skipped = [], {}
-    try:
-        factories = _strategy_factories()
-    except ImportError as e:
-        factories, reason = {}, f"tfprune.strategies is not available ({e})"
-    hook = strategy_hook()
+    factories = _strategy_factories()
     for name in names:
         if name == "magnitude":
             methods.append(Method("magnitude", "magnitude, per layer (PruningWrapper)"))
             continue
         if name not in factories:
-            skipped[name] = reason if not factories else f"unknown method {name!r}"
+            skipped[name] = f"unknown method {name!r}"
             continue
         description, factory, max_sparsity = factories[name]
-        try:
-            strategy = factory()
-        except (ImportError, ValueError, TypeError, AttributeError) as e:
-            skipped[name] = f"this tfprune cannot build it ({type(e).__name__}: {e})"
-            continue
-        if hook is None and getattr(strategy.criterion, "needs_gradients", False):
-            skipped[name] = ("needs gradients during training; this tfprune's PruningCallback "
-                             "takes no `strategy`, so nothing feeds them")
-            continue
         methods.append(Method(name, description, factory, max_sparsity))
     return methods, skipped
 
 
-class _PlanCallback(tfprune.PruningCallback):
-    """`PruningCallback` whose mask updates come from a strategy's plan."""
-
-    def __init__(self, strategy, update_every):
-        super().__init__(update_every=update_every)
-        self.strategy = strategy
-        self._plan = self._slots = None
-
-    def on_train_begin(self, logs=None):
-        self._plan = self._slots = None
-        super().on_train_begin(logs)
-
-    def update_masks(self, step=None):
-        step = self._step() if step is None else int(step)
-        if not any(self._due(w, step) for w in self._wrappers):
-            return False
-        if self._plan is None:
-            self._plan = self.strategy.plan(self.model)
-            by_variable = {id(pw.variable): mask for w in self._wrappers
-                           for pw, mask in zip(w.pruned_weights, w.masks)}
-            # Weights a plan adds beyond the wrappers' (a unit's bias) get
-            # the mask applied to their values only.
-            self._slots = [by_variable.get(id(pw.variable)) for pw in self._plan.weights]
-        schedule = self._wrappers[0].schedule
-        previous = [keras.ops.ones(tuple(pw.variable.shape)) if m is None
-                    else keras.ops.convert_to_tensor(m)
-                    for pw, m in zip(self._plan.weights, self._slots)]
-        masks = self._plan.compute_masks(schedule(step), previous=previous, step=step,
-                                         final_sparsity=schedule.final_sparsity)
-        for pw, slot, mask in zip(self._plan.weights, self._slots, masks):
-            if slot is not None:
-                slot.assign(keras.ops.cast(mask, slot.dtype))
-            pw.variable.assign(pw.variable.value * keras.ops.cast(mask, pw.variable.dtype))
-        for wrapper in self._wrappers:
-            wrapper.pruning_step.assign(step)
-            self._last[id(wrapper)] = step
-        from tfprune._callback import overall_sparsity
-
-        self.sparsity = overall_sparsity(self._wrappers)
-        return True
-
-
 def apply_method(method: Method, model, schedule, update_every: int) -> tuple:
     """`(pruned model, callbacks)` for training `model` with `method`."""
-    if method.strategy is None:
-        return tfprune.prune(model, schedule), [tfprune.PruningCallback(update_every=update_every)]
-    strategy = method.strategy()
-    hook = strategy_hook()
-    if hook == "callback":
-        callback = tfprune.PruningCallback(update_every=update_every, strategy=strategy)
-        return tfprune.prune(model, schedule), [callback]
-    if hook == "prune":
-        pruned = tfprune.prune(model, schedule, strategy=strategy)
-        return pruned, [tfprune.PruningCallback(update_every=update_every)]
-    return tfprune.prune(model, schedule), [_PlanCallback(strategy, update_every)]
+    strategy = None if method.strategy is None else method.strategy()
+    pruned = tfprune.prune(model, schedule, strategy=strategy)
+    return pruned, [tfprune.PruningCallback(update_every=update_every)]
 
 
 # ---------------------------------------------------------------- quality
