@@ -10,45 +10,12 @@ import tensorflow as tf
 import tfprune
 from tfprune import export
 from tfprune._wrapper import find_wrappers
+from tests.export_models import MODELS
+from tests.export_models import SPARSITY
+from tests.export_models import inputs as _inputs
+from tests.export_models import pruned as _pruned
 
 L = keras.layers
-SPARSITY = 0.8
-MODELS = ["mlp", "conv1d", "embedding", "lstm", "gru", "bilstm"]
-
-
-def _build(kind):
-    if kind == "mlp":
-        return keras.Sequential([keras.Input((8,)), L.Dense(32, activation="relu"), L.Dense(1)])
-    if kind == "conv1d":
-        return keras.Sequential(
-            [keras.Input((12, 3)), L.Conv1D(8, 3, activation="relu"), L.GlobalAveragePooling1D(), L.Dense(2)]
-        )
-    if kind == "embedding":
-        return keras.Sequential(
-            [keras.Input((10,), dtype="int32"), L.Embedding(50, 8), L.GlobalAveragePooling1D(), L.Dense(2)]
-        )
-    if kind == "lstm":
-        return keras.Sequential(
-            [keras.Input((6, 4)), L.LSTM(8, return_sequences=True), L.LSTM(8), L.Dense(1)]
-        )
-    if kind == "gru":
-        return keras.Sequential([keras.Input((6, 4)), L.GRU(8), L.Dense(1)])
-    return keras.Sequential([keras.Input((6, 4)), L.Bidirectional(L.LSTM(8)), L.Dense(1)])
-
-
-def _pruned(kind):
-    pruned = tfprune.prune(_build(kind), SPARSITY)
-    for wrapper in find_wrappers(pruned):
-        wrapper.prune_to(SPARSITY)
-    return pruned
-
-
-def _inputs(kind, n, seed):
-    rng = np.random.default_rng(seed)
-    if kind == "embedding":
-        return rng.integers(0, 50, (n, 10)).astype("int32")
-    shape = {"mlp": (8,), "conv1d": (12, 3)}.get(kind, (6, 4))
-    return rng.standard_normal((n,) + shape).astype("float32")
 
 
 @pytest.fixture(scope="module")
