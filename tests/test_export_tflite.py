@@ -1,6 +1,7 @@
 """`tfprune.export.tflite`: every model kind x mode, run back in LiteRT."""
 
 import os
+import re
 import types
 
 import keras
@@ -11,6 +12,7 @@ import tensorflow as tf
 import tfprune
 from tfprune import export
 from tfprune._wrapper import find_wrappers
+from tests._faults import unwritable_dir
 from tests.export_models import MODELS
 from tests.export_models import SPARSITY
 from tests.export_models import inputs as _inputs
@@ -227,12 +229,14 @@ def test_parent_must_be_a_directory(models, tmp_path):
     assert os.listdir(tmp_path) == ["file"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only directories")
-def test_unwritable_directory(models, tmp_path):
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
-    with pytest.raises(ValueError, match=r"cannot be written.*Received: path="):
-        export.tflite(models["mlp"], locked / "m.tflite")
+def test_unwritable_directory(tmp_path):
+    model = keras.Sequential([keras.Input((4,)), L.Dense(3)])
+    # As root (CI), a read-only bind mount: root ignores permission bits.
+    with unwritable_dir(tmp_path / "locked") as (locked, reason):
+        message = rf"cannot be written to \('{re.escape(str(locked))}': {reason}\)\. Received: path="
+        with pytest.raises(ValueError, match=message):
+            export.tflite(model, locked / "m.tflite")
+        assert os.listdir(locked) == []
 
 
 def test_shrink(tmp_path):

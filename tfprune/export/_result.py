@@ -9,9 +9,32 @@ class ExportError(RuntimeError):
     """An export that could not be completed.
 
     Raised when the converter fails or when the written artifact, run back,
-    does not reproduce the Keras model's outputs within the tolerance. Nothing
-    is left at the destination when it is raised.
+    does not reproduce the Keras model's outputs within the tolerance. The
+    destination is left as it was when it is raised.
     """
+
+
+class ExportWriteError(ExportError, OSError):
+    """An export whose files could not be written or moved into place.
+
+    Raised for a full disk, a quota, a read-only file system or an I/O error
+    met while writing, including TensorFlow's own errors for them (such as
+    `ResourceExhaustedError: ... No space left on device`). It is both an
+    `ExportError` and an `OSError`: `errno` is the operating-system error
+    (`errno.ENOSPC` for a full disk, `None` if unknown), `strerror` its
+    description and `filename` the export's destination. The destination is
+    left as it was (an artifact it held is kept), unless the message says
+    where the previous artifact was kept.
+    """
+
+    def __init__(self, message: str, errno=None, strerror=None, filename=None):
+        super().__init__(message)
+        self.errno = errno
+        self.strerror = strerror
+        self.filename = filename
+
+    def __str__(self) -> str:
+        return self.args[0]
 
 
 def _size(n: int) -> str:

@@ -146,7 +146,9 @@ def saved_model(
             directory is missing or not writable, or `sample_inputs` does
             not match the model's inputs.
         ExportError: if the artifact's outputs or sparsity do not match the
-            model. Nothing is left at `path` then.
+            model. `path` is left as it was then.
+        ExportWriteError: (an `ExportError` and an `OSError`) if the files
+            cannot be written, e.g. the disk is full. `path` is left as it was.
 
     Example:
 

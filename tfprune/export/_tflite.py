@@ -183,7 +183,9 @@ def tflite(
             its directory is missing or not writable, inputs do not match
             the model, or a recurrent model has no fixed sequence length.
         ExportError: if the converter fails or the file does not reproduce
-            the model's outputs. Nothing is left at `path` then.
+            the model's outputs. `path` is left as it was then.
+        ExportWriteError: (an `ExportError` and an `OSError`) if the files
+            cannot be written, e.g. the disk is full. `path` is left as it was.
         ImportError: if `verify=True` and LiteRT is not installed.
 
     Example:
