@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo docs bench bench-quick bench-env clean
+.PHONY: install test test-all demo docs bench bench-quick bench-env clean
 
 install: $(STAMP)
 
@@ -19,6 +19,10 @@ $(STAMP): setup.cfg pyproject.toml
 test: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$status
+
+# Everything, the cases marked slow included.
+test-all: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -m "slow or not slow" $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) examples/house_prices.py

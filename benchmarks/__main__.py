@@ -134,14 +134,18 @@ def measure_cost(args, worker) -> dict:
     configs = _models.task_configs(args.quick, [t for t in COST_TASKS if t in args.tasks])
     epochs, rounds = (2, 1) if args.quick else (4, 3)
     log(f"[cost] tfprune side: {list(configs)}, {rounds} round(s) of {epochs} timed epochs")
-    records = side.cost(configs, 0.9, epochs, rounds)
+    frequencies = (5, "constant") if args.quick else side.FREQUENCIES
+    records = side.cost(configs, 0.9, epochs, rounds, frequencies)
     job = {"kind": "cost", "tasks": {n: c.to_dict() for n, c in configs.items()},
-           "sparsity": 0.9, "epochs": epochs, "rounds": rounds}
+           "sparsity": 0.9, "epochs": epochs, "rounds": rounds,
+           "frequencies": [f for f in frequencies if f != "constant"]}
     result, error = _tfmot(worker, job, "cost")
     about = COST_ABOUT + (
         " Quick mode: epochs of a few steps with masks updated every 2-5 steps, so these ratios "
         "mostly measure the mask updates, not the training overhead." if args.quick else "")
-    return {"about": about, "records": records + (result or []), "error": error}
+    layers = None if args.quick else side.layer_cost(repeats=5)
+    return {"about": about, "records": records + (result or []), "error": error,
+            "layers": layers}
 
 
 def measure_update(args, worker) -> dict:
@@ -219,13 +223,17 @@ COST_ABOUT = (
     "the unpruned model, same data and batch size, measured in one process: one warm-up epoch per "
     "fit is dropped, the dense and pruned fits alternate, the median epoch is used. The sparsity "
     "schedule (PolynomialDecay to 90%) is still running during every timed epoch, so the mask "
-    "updates are included.")
+    "updates are included; `every` is the number of steps between two updates, `constant` a "
+    "`Constant` schedule (masks set at the first step, then fixed; tfmot has no such mode). "
+    "Targets (tfprune): <= 1.5 at every step, <= 1.10 at every 50+ steps, <= 1.05 with "
+    "constant masks.")
 UPDATE_ABOUT = (
     "One update of every mask of a stack of 4 square Dense layers to 90% sparsity (build only, "
-    "no training), median of several calls after one warm-up call. tfprune: `prune_to` on every "
-    "wrapper; `callback` = `PruningCallback.update_masks` (adds the sparsity accounting); "
-    "`global` = one magnitude ranking over all tensors (`strategies.Global`; only up to "
-    "`--global-max-size` weights, all sizes by default). tfmot: "
+    "no training), median of several calls after one warm-up call. tfprune, each the path a "
+    "user runs, `PruningCallback.update_masks` at a due step (one compiled call, zeros counted): "
+    "`callback` = per-layer magnitude (the default strategy); `global` = one magnitude ranking "
+    "over all tensors (`strategies.Global`; only up to `--global-max-size` weights, all sizes "
+    "by default); `2:4` = N:M (at 50%); `units` = whole units by L2 norm. tfmot: "
     "`pruning_obj.conditional_mask_update()` + `weight_mask_op()` on every wrapper, eagerly and "
     "inside a `tf.function` (as it runs in training).")
 ARTIFACTS_ABOUT = (

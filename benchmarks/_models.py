@@ -29,8 +29,8 @@ QUICK_SPARSITIES = (0.5, 0.9)
 SEEDS = (0, 1, 2)
 QUICK_SEEDS = (0,)
 #: Prunable weights of the models of the mask-update benchmark.
-UPDATE_SIZES = (1_000_000, 10_000_000, 100_000_000)
-QUICK_UPDATE_SIZES = (1_000_000,)
+UPDATE_SIZES = (10_000, 1_000_000, 10_000_000, 100_000_000)
+QUICK_UPDATE_SIZES = (10_000, 1_000_000)
 UPDATE_LAYERS = 4  # Dense layers per model of the mask-update benchmark
 UPDATE_SPARSITY = 0.9
 

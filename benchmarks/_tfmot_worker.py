@@ -50,14 +50,14 @@ def versions(job) -> dict:
 
 
 # -------------------------------------------------------------- training
-def _schedule(cfg, sparsity, end_step=None):
+def _schedule(cfg, sparsity, end_step=None, frequency=None):
     return sparsity_api.PolynomialDecay(
         initial_sparsity=0.0,
         final_sparsity=sparsity,
         begin_step=0,
         end_step=cfg.end_step if end_step is None else end_step,
         power=3,
-        frequency=cfg.update_every,
+        frequency=cfg.update_every if frequency is None else frequency,
     )
 
 
@@ -117,38 +117,43 @@ def quality(job) -> list:
 
 def cost(job) -> list:
     """Job: `tasks`, `sparsity`, `epochs` (timed epochs per fit, after one
-    warm-up epoch), `rounds` (dense/pruned fits alternated). Returns per task
-    the epoch times of the unpruned and the pruned fit."""
+    warm-up epoch), `rounds` (dense/pruned fits alternated), `frequencies`
+    (mask update every that many steps; numbers only: tfmot has no constant
+    masks). Returns per task and frequency the epoch times of the unpruned
+    and the pruned fit."""
     out = []
     for name, config in job["tasks"].items():
         cfg = _models.TaskConfig.from_dict(config)
         data = _models.load_data(cfg)
         tf_keras.utils.set_random_seed(0)
         dense = _model(cfg, data)
+        _models.compile_model(tf_keras, dense, cfg)
         steps = _models.steps_per_epoch(cfg, len(data.x_train))
-        # The schedule keeps updating masks through every timed epoch.
         total = steps * (1 + job["epochs"]) * job["rounds"]
-        end = (total // cfg.update_every + 1) * cfg.update_every
-        pruned = sparsity_api.prune_low_magnitude(
-            _model(cfg, data, dense.get_weights()),
-            pruning_schedule=_schedule(cfg, job["sparsity"], end_step=end),
-        )
-        for model in (dense, pruned):
-            _models.compile_model(tf_keras, model, cfg)
-        times = {"dense": [], "pruned": []}
-        for _ in range(job["rounds"]):
-            for kind, model in (("dense", dense), ("pruned", pruned)):
-                timer = _models.epoch_timer(tf_keras)
-                extra = [sparsity_api.UpdatePruningStep()] if kind == "pruned" else []
-                model.fit(data.x_train, data.y_train, batch_size=cfg.batch_size,
-                          epochs=1 + job["epochs"], callbacks=extra + [timer], verbose=0)
-                times[kind].extend(timer.times[1:])
-        rec = {"task": name, "framework": FRAMEWORK, "steps_per_epoch": steps,
-               "dense_epoch_s": times["dense"], "pruned_epoch_s": times["pruned"]}
-        rec["ratio"] = _models.median(times["pruned"]) / _models.median(times["dense"])
-        log(f"  [tfmot] {name}: dense {_models.median(times['dense']):.3f} s/epoch, pruned "
-            f"{_models.median(times['pruned']):.3f} s/epoch, ratio {rec['ratio']:.2f}")
-        out.append(rec)
+        for every in job.get("frequencies", [cfg.update_every]):
+            # The schedule keeps updating masks through every timed epoch.
+            end = (total // every + 1) * every
+            pruned = sparsity_api.prune_low_magnitude(
+                _model(cfg, data, dense.get_weights()),
+                pruning_schedule=_schedule(cfg, job["sparsity"], end_step=end, frequency=every),
+            )
+            _models.compile_model(tf_keras, pruned, cfg)
+            times = {"dense": [], "pruned": []}
+            for _ in range(job["rounds"]):
+                for kind, model in (("dense", dense), ("pruned", pruned)):
+                    timer = _models.epoch_timer(tf_keras)
+                    extra = [sparsity_api.UpdatePruningStep()] if kind == "pruned" else []
+                    model.fit(data.x_train, data.y_train, batch_size=cfg.batch_size,
+                              epochs=1 + job["epochs"], callbacks=extra + [timer], verbose=0)
+                    times[kind].extend(timer.times[1:])
+            rec = {"task": name, "framework": FRAMEWORK, "every": every,
+                   "steps_per_epoch": steps,
+                   "dense_epoch_s": times["dense"], "pruned_epoch_s": times["pruned"]}
+            rec["ratio"] = _models.median(times["pruned"]) / _models.median(times["dense"])
+            log(f"  [tfmot] {name}, update every {every}: dense "
+                f"{_models.median(times['dense']):.3f} s/epoch, pruned "
+                f"{_models.median(times['pruned']):.3f} s/epoch, ratio {rec['ratio']:.2f}")
+            out.append(rec)
         tf_keras.backend.clear_session()
     return out
 

@@ -153,90 +153,170 @@ def prune_runs(cfg, data, weights, seed, methods, sparsities) -> list:
 
 
 # ------------------------------------------------------------------ cost
-def cost(configs: dict, sparsity: float, epochs: int, rounds: int) -> list:
+#: Mask update frequencies of the cost benchmark; "constant": masks set at
+#: the first step (a `Constant` schedule), then never changed.
+FREQUENCIES = (1, 10, 50, 100, "constant")
+
+
+def _cost_schedule(every, sparsity, total):
+    if every == "constant":
+        return tfprune.schedules.Constant(sparsity, begin_step=0), 100
+    end = (total // every + 1) * every  # masks keep changing in every timed epoch
+    return tfprune.schedules.PolynomialDecay(0.0, sparsity, 0, end, power=3), every
+
+
+def cost(configs: dict, sparsity: float, epochs: int, rounds: int,
+         frequencies=FREQUENCIES) -> list:
     """Epoch times of an unpruned and a pruned `fit` of the same model and
-    data (one warm-up epoch per fit dropped; fits alternated `rounds` times);
-    the schedule keeps updating masks through every timed epoch."""
+    data, for each mask update frequency (one warm-up epoch per fit dropped;
+    dense and pruned fits alternated `rounds` times). With a number, the
+    schedule updates the masks every that many steps through every timed
+    epoch; with "constant", the masks are fixed from the first step."""
     out = []
     for name, cfg in configs.items():
         data = _models.load_data(cfg)
         keras.utils.set_random_seed(0)
         dense = _model(cfg, data)
+        _models.compile_model(keras, dense, cfg)
         steps = _models.steps_per_epoch(cfg, len(data.x_train))
         total = steps * (1 + epochs) * rounds
-        end = (total // cfg.update_every + 1) * cfg.update_every
-        schedule = tfprune.schedules.PolynomialDecay(0.0, sparsity, 0, end, power=3)
-        pruned = tfprune.prune(dense, schedule)
-        for model in (dense, pruned):
-            _models.compile_model(keras, model, cfg)
-        times = {"dense": [], "pruned": []}
-        for _ in range(rounds):
-            for kind, model in (("dense", dense), ("pruned", pruned)):
-                timer = _models.epoch_timer(keras)
-                extra = [tfprune.PruningCallback(cfg.update_every)] if kind == "pruned" else []
-                model.fit(data.x_train, data.y_train, batch_size=cfg.batch_size,
-                          epochs=1 + epochs, callbacks=extra + [timer], verbose=0)
-                times[kind].extend(timer.times[1:])
-        rec = {"task": name, "framework": FRAMEWORK, "steps_per_epoch": steps,
-               "dense_epoch_s": times["dense"], "pruned_epoch_s": times["pruned"]}
-        rec["ratio"] = _models.median(times["pruned"]) / _models.median(times["dense"])
-        log(f"  [tfprune] {name}: dense {_models.median(times['dense']):.3f} s/epoch, pruned "
-            f"{_models.median(times['pruned']):.3f} s/epoch, ratio {rec['ratio']:.2f}")
-        out.append(rec)
+        for every in frequencies:
+            schedule, update_every = _cost_schedule(every, sparsity, total)
+            pruned = tfprune.prune(_model(cfg, data, dense.get_weights()), schedule)
+            _models.compile_model(keras, pruned, cfg)
+            times = {"dense": [], "pruned": []}
+            for _ in range(rounds):
+                for kind, model in (("dense", dense), ("pruned", pruned)):
+                    timer = _models.epoch_timer(keras)
+                    extra = [tfprune.PruningCallback(update_every)] if kind == "pruned" else []
+                    model.fit(data.x_train, data.y_train, batch_size=cfg.batch_size,
+                              epochs=1 + epochs, callbacks=extra + [timer], verbose=0)
+                    times[kind].extend(timer.times[1:])
+            rec = {"task": name, "framework": FRAMEWORK, "every": every,
+                   "steps_per_epoch": steps,
+                   "dense_epoch_s": times["dense"], "pruned_epoch_s": times["pruned"]}
+            rec["ratio"] = _models.median(times["pruned"]) / _models.median(times["dense"])
+            log(f"  [tfprune] {name}, update every {every}: dense "
+                f"{_models.median(times['dense']):.3f} s/epoch, pruned "
+                f"{_models.median(times['pruned']):.3f} s/epoch, ratio {rec['ratio']:.2f}")
+            out.append(rec)
+            del pruned
         keras.backend.clear_session(free_memory=False)
     return out
 
 
 # ------------------------------------------------------------ mask update
-def update(sizes, repeats: int, sparsity: float, global_max: int = 10**9) -> list:
+def _strategy(mode):
+    from tfprune import granularity
+    from tfprune import strategies
+
+    return {
+        "callback": None,
+        "global": strategies.Strategy("magnitude", "unstructured", strategies.Global()),
+        "2:4": strategies.Strategy("magnitude", granularity.NM(2, 4), "uniform"),
+        "units": strategies.Strategy("l2_norm", granularity.Units(), "uniform"),
+    }[mode]
+
+
+UPDATE_MODES = ("callback", "global", "2:4", "units")
+
+
+def update(sizes, repeats: int, sparsity: float, global_max: int = 10**9,
+           modes=UPDATE_MODES) -> list:
     """Cost of one update of every mask of a stack of big Dense layers.
 
-    Modes: "prune_to" (`wrapper.prune_to` on every wrapper: per-layer
-    magnitude, masks and weights assigned), "callback"
-    (`PruningCallback.update_masks` at a due step: the same plus the
-    sparsity accounting) and, when strategies exist and the model has at
-    most `global_max` weights, "global" (a `Global` magnitude plan: one
-    ranking over all tensors, then assign)."""
+    Each mode is the path a user runs: `PruningCallback.update_masks` at a
+    due step (one compiled call: scores, counts, masks, weights zeroed,
+    zeros counted) on a model pruned with the mode's strategy: "callback"
+    (the default per-layer magnitude), "global" (one magnitude ranking over
+    all tensors; only up to `global_max` weights), "2:4" (N:M) and "units"
+    (whole units by L2 norm). N:M prunes at most 50%, so it is timed at
+    `min(sparsity, 0.5)`."""
     out = []
-    has_global = "global_magnitude" in [m.name for m in available_methods()[0]]
     for n in sizes:
-        model = _models.big_dense_model(keras, n)
-        pruned = tfprune.prune(model, tfprune.schedules.PolynomialDecay(0.0, sparsity, 0, 10**9))
-        del model
-        gc.collect()
-        pruned.compile(optimizer="sgd", loss="mse")
-        wrappers = [layer for layer in pruned.layers if isinstance(layer, tfprune.PruningWrapper)]
-        runs = {"prune_to": lambda: [w.prune_to(sparsity) for w in wrappers]}
-        callback = tfprune.PruningCallback(update_every=1)
-        callback.set_model(pruned)
-        callback.on_train_begin()
-        clock = iter(range(1, 10**9))
-        runs["callback"] = lambda: callback.update_masks(next(clock))
-        if has_global and n <= global_max:
-            from tfprune import strategies
-
-            plan = strategies.Strategy("magnitude", "unstructured", strategies.Global()).plan(pruned)
-            slots = {id(pw.variable): m for w in wrappers for pw, m in zip(w.pruned_weights, w.masks)}
-            slots = [slots[id(pw.variable)] for pw in plan.weights]
-
-            def run_global():
-                masks = plan.compute_masks(sparsity, previous=[keras.ops.convert_to_tensor(m) for m in slots])
-                for pw, slot, mask in zip(plan.weights, slots, masks):
-                    slot.assign(keras.ops.cast(mask, slot.dtype))
-                    pw.variable.assign(pw.variable.value * keras.ops.cast(mask, pw.variable.dtype))
-
-            runs["global"] = run_global
-        n_weights = sum(int(np.prod(m.shape)) for w in wrappers for m in w.masks)
-        for mode, fn in runs.items():
-            times = _models.timed(fn, repeats)
+        for mode in modes:
+            if mode == "global" and n > global_max:
+                continue
+            target = min(sparsity, 0.5) if mode == "2:4" else sparsity
+            model = _models.big_dense_model(keras, n)
+            pruned = tfprune.prune(model, tfprune.schedules.PolynomialDecay(
+                0.0, target, 0, 10**9), strategy=_strategy(mode))
+            del model
+            gc.collect()
+            pruned.compile(optimizer="sgd", loss="mse")
+            wrappers = [w for w in pruned.layers if isinstance(w, tfprune.PruningWrapper)]
+            for w in wrappers:  # the schedule's final target, at every call
+                w.schedule = tfprune.schedules.Constant(target, begin_step=0)
+            callback = tfprune.PruningCallback(update_every=1)
+            callback.set_model(pruned)
+            callback.on_train_begin()
+            clock = iter(range(1, 10**9))
+            times = _models.timed(lambda: callback.update_masks(next(clock)), repeats)
+            n_weights = sum(int(np.prod(m.shape)) for w in wrappers for m in w.masks)
             zeros = sum(int(np.size(m) - np.count_nonzero(m.numpy())) for w in wrappers
                         for m in w.masks)
             out.append({"size": n, "n_weights": n_weights, "framework": FRAMEWORK, "mode": mode,
                         "times": times, "median_s": _models.median(times),
-                        "sparsity": zeros / n_weights})
-            log(f"  [tfprune] update {n:,} weights, {mode}: {_models.median(times) * 1e3:.1f} ms")
-        callback.on_train_end()
-        del pruned, wrappers, runs, callback
-        keras.backend.clear_session(free_memory=True)
-        gc.collect()
+                        "sparsity": zeros / n_weights, "target": target})
+            log(f"  [tfprune] update {n:,} weights, {mode}: {_models.median(times) * 1e3:.2f} ms")
+            callback.on_train_end()
+            del pruned, wrappers, callback
+            keras.backend.clear_session(free_memory=True)
+            gc.collect()
     return out
+
+
+# ------------------------------------------------------ cost per layer
+def layer_cost(repeats: int, every: int = 10, epochs: int = 3, steps: int = 40) -> dict:
+    """The cost of a many-layer CNN: keras.applications MobileNetV2 (alpha
+    0.35, 64x64 inputs, random weights, batch 32, random data). One update
+    of every mask vs. one update of a single layer (the same call on a
+    model where only that layer is pruned), and pruned/plain fit with the
+    masks updated every `every` steps."""
+    x = np.random.default_rng(0).random((steps * 32, 64, 64, 3), dtype=np.float32)
+    y = np.random.default_rng(1).integers(0, 10, size=(steps * 32,))
+
+    def build():
+        keras.utils.set_random_seed(0)
+        return keras.applications.MobileNetV2(input_shape=(64, 64, 3), alpha=0.35,
+                                              weights=None, classes=10)
+
+    def compile_(model):
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+
+    def one_update(pruned):
+        compile_(pruned)
+        callback = tfprune.PruningCallback(update_every=1)
+        callback.set_model(pruned)
+        callback.on_train_begin()
+        clock = iter(range(1, 10**9))
+        return _models.median(_models.timed(lambda: callback.update_masks(next(clock)),
+                                            repeats))
+
+    schedule = tfprune.schedules.PolynomialDecay(0.0, 0.5, 0, 10**9)
+    pruned = tfprune.prune(build(), schedule)
+    n_layers = len([w for w in pruned.layers if isinstance(w, tfprune.PruningWrapper)])
+    all_layers = one_update(pruned)
+    single = one_update(tfprune.prune(build(), schedule, layers=["Conv1"]))
+    keras.backend.clear_session(free_memory=True)
+    dense = build()
+    compile_(dense)
+    total = steps * (1 + epochs) * 2
+    schedule = tfprune.schedules.PolynomialDecay(0.0, 0.5, 0, (total // every + 1) * every)
+    pruned = tfprune.prune(build(), schedule)
+    compile_(pruned)
+    times = {"dense": [], "pruned": []}
+    for _ in range(2):
+        for kind, model in (("dense", dense), ("pruned", pruned)):
+            timer = _models.epoch_timer(keras)
+            extra = [tfprune.PruningCallback(every)] if kind == "pruned" else []
+            model.fit(x, y, batch_size=32, epochs=1 + epochs, callbacks=extra + [timer],
+                      verbose=0)
+            times[kind].extend(timer.times[1:])
+    ratio = _models.median(times["pruned"]) / _models.median(times["dense"])
+    log(f"  [tfprune] MobileNetV2: {n_layers} pruned layers, update {all_layers * 1e3:.1f} ms "
+        f"(one layer {single * 1e3:.2f} ms), fit ratio at every {every}: {ratio:.2f}")
+    return {"model": "MobileNetV2(alpha=0.35), 64x64x3, batch 32", "pruned_layers": n_layers,
+            "update_all_s": all_layers, "update_one_layer_s": single, "every": every,
+            "steps_per_epoch": steps, "dense_epoch_s": times["dense"],
+            "pruned_epoch_s": times["pruned"], "ratio": ratio}

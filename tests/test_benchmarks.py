@@ -46,7 +46,8 @@ def _results():
                  "commands": ["python -m benchmarks --quick"]},
         "quality": {"tasks": tasks, "sparsities": [0.9], "seeds": [0, 1], "records": records,
                     "skipped": {"taylor": "needs gradients"}, "methods": {"magnitude": "per layer"}},
-        "cost": {"records": [{"task": "housing", "framework": "tfprune", "steps_per_epoch": 113,
+        "cost": {"records": [{"task": "housing", "framework": "tfprune", "every": 50,
+                              "steps_per_epoch": 113,
                               "dense_epoch_s": [0.10, 0.12], "pruned_epoch_s": [0.11, 0.13],
                               "ratio": 1.0869}]},
         "update": {"records": [{"size": 10**6, "n_weights": 10**6, "framework": "tfprune",
@@ -75,7 +76,7 @@ def test_write_produces_markdown_json_and_plots(tmp_path):
     text = _report.write(results, str(out), str(tmp_path / "b.json"), str(tmp_path / "docs/img"))
     assert out.read_text() == text
     assert "| tfmot magnitude |  | 82,000 ± 2,000 [80,000 – 84,000] |" in text
-    assert "| housing | tfprune | 113 | 0.110 | 0.120 | **1.09** | <= 1.10 (met) | 2 |" in text
+    assert "| housing | 50 | tfprune | 113 | 0.110 | 0.120 | **1.09** | <= 1.10 (met) | 2 |" in text
     assert "| 1,000,000 | 50.0 |" in text
     assert "| tfprune | sparse | tflite | float32 | 30.0 | 20.0 | 3 | 2.0 | n/a |" in text
     assert "`taylor`: needs gradients" in text
@@ -116,7 +117,7 @@ def test_cli_validates_choices_and_skips_100m():
     with pytest.raises(SystemExit, match="--only must be a comma-separated subset"):
         cli.parse_args(["--only", "quality,speed"])
     args = cli.parse_args(["--skip-100m", "--only", "update"])
-    assert args.update_sizes == (1_000_000, 10_000_000)
+    assert args.update_sizes == (10_000, 1_000_000, 10_000_000)
     assert args.seeds == (0, 1, 2) and args.sparsities == (0.5, 0.8, 0.9, 0.95)
 
 
@@ -148,14 +149,17 @@ def test_finetune_reaches_the_target_sparsity(name):
 
 def test_update_benchmark_prunes_every_mask_exactly():
     records = side.update([4 * 20 * 20], repeats=1, sparsity=0.75, global_max=0)
-    assert {r["mode"] for r in records} == {"prune_to", "callback"}
+    assert {r["mode"] for r in records} == {"callback", "2:4", "units"}  # global: over the max
     for r in records:
-        assert r["n_weights"] == 1600 and r["sparsity"] == 0.75 and r["median_s"] > 0
+        assert r["n_weights"] == 1600 and r["median_s"] > 0
+        assert r["sparsity"] == r["target"] == (0.5 if r["mode"] == "2:4" else 0.75)
 
 
 def test_cost_gives_a_ratio_from_timed_epochs():
     cfg, _ = _tiny_housing()
-    (rec,) = side.cost({"housing": cfg}, 0.5, epochs=2, rounds=1)
+    rec, constant = side.cost({"housing": cfg}, 0.5, epochs=2, rounds=1,
+                              frequencies=(1, "constant"))
+    assert (rec["every"], constant["every"]) == (1, "constant")
     assert rec["steps_per_epoch"] == 2
     assert len(rec["dense_epoch_s"]) == len(rec["pruned_epoch_s"]) == 2
     expected = np.median(rec["pruned_epoch_s"]) / np.median(rec["dense_epoch_s"])

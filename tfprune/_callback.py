@@ -8,6 +8,9 @@ import math
 import keras
 
 from tfprune import _wrapper
+from tfprune._mask_math import apply_mask
+from tfprune._mask_math import zeros_in
+from tfprune._update import MaskUpdate
 from tfprune._validation import check_positive_int
 from tfprune._validation import received
 
@@ -31,15 +34,21 @@ def _zeros(pw, mask, known) -> int:
     """Zeros of `pw`'s masked value; from `known` if it was just counted."""
     if id(pw.variable) in known:
         return known[id(pw.variable)]
-    value = keras.ops.multiply(pw.variable, keras.ops.cast(mask, pw.variable.dtype))
-    return math.prod(tuple(value.shape)) - int(keras.ops.count_nonzero(value))
+    return int(keras.ops.convert_to_numpy(zeros_in(apply_mask(pw.variable.value, mask))))
+
+
+def count_zeros(wrappers) -> dict:
+    """`{id(variable): zeros}` of every weight the wrappers prune (reads
+    them all: once per `fit`, or after masks were restored)."""
+    return {id(pw.variable): _zeros(pw, mask, {})
+            for w in wrappers for pw, mask in zip(w.pruned_weights, w.masks)}
 
 
 def overall_sparsity(wrappers, known=None) -> float:
     """Fraction of zeros over every weight the wrappers prune.
 
-    `known` maps `id(variable)` to a zero count already taken (by
-    `apply_masks` just after an update); those weights are not read again.
+    `known` maps `id(variable)` to a zero count already taken (by the last
+    mask update); those weights are not read again.
     """
     known = known or {}
     total = zeros = 0
@@ -55,16 +64,17 @@ def _value(variable):
 
 
 @dataclasses.dataclass
-class _Unit:
+class _Cohort:
     """Wrappers whose masks are updated together, with one schedule."""
 
     wrappers: list
     plan: object
     schedule: object
+    update: object = None
 
 
-def _plan_units(model, wrappers) -> tuple:
-    """`(plan, slots, units)` for the wrappers of `model`.
+def _plan_cohorts(model, wrappers) -> tuple:
+    """`(plan, slots, cohorts)` for the wrappers of `model`.
 
     The plan covers the whole model; groups without masks (layers left
     unwrapped) are protected. `slots` is aligned with `plan.weights` (None
@@ -90,7 +100,7 @@ def _plan_units(model, wrappers) -> tuple:
     plan = plan.only(masked)
     schedules = [w.schedule for w in wrappers]
     if all(s == schedules[0] for s in schedules):
-        return plan, aligned, [_Unit(list(wrappers), plan, schedules[0])]
+        return plan, aligned, [_Cohort(list(wrappers), plan, schedules[0])]
     if plan.strategy.allocation.model_wide:
         by_wrapper = {w.name: w.schedule for w in wrappers}
         raise ValueError(
@@ -98,12 +108,12 @@ def _plan_units(model, wrappers) -> tuple:
             "across the whole model, so every PruningWrapper must share one "
             f"schedule. Received: schedules={by_wrapper!r}"
         )
-    units = []
+    cohorts = []
     for w in wrappers:
         mine = [g.name for g in plan.groups
                 if owner.get(id(plan.weights[g.group.tensors[0]].variable)) is w]
-        units.append(_Unit([w], plan.only(mine), w.schedule))
-    return plan, aligned, units
+        cohorts.append(_Cohort([w], plan.only(mine), w.schedule))
+    return plan, aligned, cohorts
 
 
 @keras.saving.register_keras_serializable("tfprune")
@@ -112,12 +122,21 @@ class PruningCallback(keras.callbacks.Callback):
 
     The clock is `model.optimizer.iterations`, the number of optimizer steps
     taken, so the schedule survives `steps_per_execution > 1`, several `fit`
-    calls and a model reloaded from a checkpoint. Masks are updated when the
-    schedule has begun and `update_every` steps have passed since the last
-    update, and always at the first opportunity at or after the schedule's
-    `end_step`, so the final sparsity is reached exactly then whatever
-    `update_every` is. The callback checks at the start of training and
-    after every batch (every `steps_per_execution` steps).
+    calls and a model reloaded from a checkpoint. It is read from the device
+    at the start of training and after the first batch (a callback such as
+    `BackupAndRestore` may restore it in between); in between the callback
+    counts the steps of each batch itself, and reads the clock again only
+    when an update is due, so a step with no update costs no transfer from
+    the device. Masks are updated when the schedule has begun and
+    `update_every` steps have passed since the last update, and always at
+    the first opportunity at or after the schedule's `end_step`, so the
+    final sparsity is reached exactly then whatever `update_every` is. The
+    callback checks at the start of training and after every batch (every
+    `steps_per_execution` steps).
+
+    One update is one compiled call per schedule (see `MaskUpdate`): the
+    strategy's scores, counts and masks are computed, the masks assigned
+    and the pruned weights zeroed on the device.
 
     Each update applies the wrappers' strategy (`tfprune.strategies`) to the
     whole model at once: one plan, one allocation of the schedule's target
@@ -129,7 +148,8 @@ class PruningCallback(keras.callbacks.Callback):
     (see `tfprune.QualityGuard`) keeps its masks.
 
     The overall sparsity of the pruned weights is written into `logs` as
-    `"sparsity"`, so it shows in the progress bar and in `History`.
+    `"sparsity"`, so it shows in the progress bar and in `History`; it
+    comes from the zeros counted by the last update, not from a recount.
 
     Args:
         update_every: minimum number of steps between two mask updates.
@@ -175,15 +195,20 @@ class PruningCallback(keras.callbacks.Callback):
             )
         self.log_dir = log_dir
         self._wrappers = []
-        self._units = []
+        self._cohorts = []
         self._slots = []
         self.plan = None
         self._last = {}  # id(wrapper) -> step of its last update, mirrors pruning_step
+        self._zeros = {}  # id(variable) -> zeros, from the last count or update
         self._writer = None
+        self._clock = 0  # the step, counted on the host between reads
+        self._last_batch = -1
+        self._synced = False
         self.sparsity = 0.0
 
     # ------------------------------------------------------------- helpers
     def _step(self) -> int:
+        """Reads the clock from the device."""
         optimizer = getattr(self.model, "optimizer", None)
         if optimizer is None:
             raise ValueError(
@@ -206,39 +231,27 @@ class PruningCallback(keras.callbacks.Callback):
             return False
         return step - last >= self.update_every or step >= schedule.end_step
 
-    def _update(self, unit, step: int) -> dict:
-        """Updates the masks of `unit`; returns `{id(variable): zeros}`."""
-        for wrapper in unit.wrappers:
-            wrapper.check_finite()
-        slots = self._slots
-        previous = [
-            keras.ops.ones(tuple(pw.variable.shape)) if s is None else _value(s.mask)
-            for pw, s in zip(self.plan.weights, slots)
-        ]
-        states = None
-        if unit.plan.strategy.criterion.needs_gradients:
-            states = [None if s is None or s.score is None else _value(s.score) for s in slots]
-        schedule, plan = unit.schedule, unit.plan
-        masks = plan.compute_masks(schedule(step), previous=previous, states=states, step=step,
-                                   final_sparsity=schedule.final_sparsity)
-        changed = {t for g in plan.groups if not g.protected for t in g.group.tensors}
-        chosen = [s if t in changed else None for t, s in enumerate(slots)]
-        zeros = _wrapper.apply_masks(chosen, masks, count_zeros=True)
-        if plan.strategy.criterion.reset_after_update:
-            for s in chosen:
-                if s is not None and s.score is not None:
-                    s.score.assign(keras.ops.zeros(tuple(s.score.shape), s.score.dtype))
-            states = None
-        if plan.strategy.regularizer is not None:  # the mask the next update will give
-            upcoming = max(step, min(step + self.update_every, schedule.end_step))
-            upcoming_masks = plan.compute_masks(
-                schedule(upcoming), previous=masks, states=states, step=upcoming,
-                final_sparsity=schedule.final_sparsity)
-            for s, mask in zip(chosen, upcoming_masks):
-                if s is not None and s.next_mask is not None:
-                    s.next_mask.assign(keras.ops.cast(mask, s.next_mask.dtype))
-        for wrapper in unit.wrappers:
-            wrapper.pruning_step.assign(step)
+    def _any_due(self, step: int) -> bool:
+        return any(
+            self._due(w, step) for c in self._cohorts for w in c.wrappers
+            if not any(getattr(v, "frozen", False) for v in c.wrappers)
+        )
+
+    def _update(self, cohort, step: int) -> dict:
+        """Updates the masks of `cohort`; returns `{id(variable): zeros}`."""
+        if cohort.update is None:
+            names = {id(pw.variable): w.layer.name for w in self._wrappers
+                     for pw in w.pruned_weights}
+            cohort.update = MaskUpdate(cohort.plan, self._slots,
+                                       [w.pruning_step for w in cohort.wrappers], names)
+        schedule = cohort.schedule
+        upcoming = None
+        if cohort.plan.strategy.regularizer is not None:  # the mask the next update gives
+            next_step = max(step, min(step + self.update_every, schedule.end_step))
+            upcoming = (schedule(next_step), next_step)
+        zeros = cohort.update(schedule(step), step=step, final_sparsity=schedule.final_sparsity,
+                              upcoming=upcoming)
+        for wrapper in cohort.wrappers:
             self._last[id(wrapper)] = step
         return zeros
 
@@ -250,16 +263,27 @@ class PruningCallback(keras.callbacks.Callback):
         """
         step = self._step() if step is None else int(step)
         updated, zeros = [], {}
-        for unit in self._units:
-            frozen = any(getattr(w, "frozen", False) for w in unit.wrappers)
-            if not frozen and any(self._due(w, step) for w in unit.wrappers):
-                zeros.update(self._update(unit, step))
-                updated.extend(unit.wrappers)
+        for cohort in self._cohorts:
+            frozen = any(getattr(w, "frozen", False) for w in cohort.wrappers)
+            if not frozen and any(self._due(w, step) for w in cohort.wrappers):
+                zeros.update(self._update(cohort, step))
+                updated.extend(cohort.wrappers)
         if updated:
-            self.sparsity = overall_sparsity(self._wrappers, zeros)
+            self._zeros.update(zeros)
+            self.sparsity = overall_sparsity(self._wrappers, self._zeros)
             if self._writer is not None:
-                self._write_layer_scalars(updated, step, zeros)
+                self._write_layer_scalars(updated, step, self._zeros)
         return bool(updated)
+
+    def _resync(self):
+        """Reads the step, the wrappers' last updates and the zeros again:
+        at the start of training, or after masks were restored."""
+        self._clock = self._step()
+        self._last = {id(w): int(w.pruning_step.numpy()) for w in self._wrappers}
+        self._zeros = count_zeros(self._wrappers)
+        self.sparsity = overall_sparsity(self._wrappers, self._zeros)
+        for wrapper in self._wrappers:
+            wrapper._restored = False
 
     def _write_layer_scalars(self, wrappers, step, zeros):
         with self._writer.as_default(step=step):
@@ -286,25 +310,39 @@ class PruningCallback(keras.callbacks.Callback):
                 "(call it on data or give it an Input) before training. "
                 f"Received: model={self.model.name}"
             )
-        self.plan, self._slots, self._units = _plan_units(self.model, self._wrappers)
+        self.plan, self._slots, self._cohorts = _plan_cohorts(self.model, self._wrappers)
         for wrapper in self._wrappers:
             wrapper._callback_active = True
-        self._last = {
-            id(w): int(w.pruning_step.numpy()) for w in self._wrappers
-        }
         if self.log_dir is not None:
             import tensorflow as tf
 
             self._writer = tf.summary.create_file_writer(self.log_dir)
-        if not self.update_masks():
-            self.sparsity = overall_sparsity(self._wrappers)
+        self._resync()
+        self._last_batch, self._synced = -1, False
+        self.update_masks(self._clock)
 
     def on_epoch_begin(self, epoch, logs=None):
-        # Masks can change outside the updates (QualityGuard restores them).
-        self.sparsity = overall_sparsity(self._wrappers)
+        self._last_batch = -1
+        # QualityGuard may have restored earlier masks and steps.
+        if any(getattr(w, "_restored", False) for w in self._wrappers):
+            self._resync()
 
     def on_train_batch_end(self, batch, logs=None):
-        self.update_masks()
+        # `batch` is the index of the last step of this batch in the epoch
+        # (several with `steps_per_execution`); a custom loop that restarts
+        # its count starts a new epoch.
+        batch = int(batch)
+        steps = (self.params or {}).get("steps")
+        if steps:  # the last execution of an epoch can be shorter
+            batch = min(batch, int(steps) - 1)
+        self._clock += batch - self._last_batch if batch > self._last_batch else batch + 1
+        self._last_batch = batch
+        if not self._synced or self._any_due(self._clock):
+            # The first batch (a callback may have restored the step at
+            # train begin) and due updates read the exact step.
+            self._synced = True
+            self._clock = self._step()
+            self.update_masks(self._clock)
         if logs is not None:
             logs["sparsity"] = self.sparsity
 
@@ -312,7 +350,7 @@ class PruningCallback(keras.callbacks.Callback):
         if logs is not None:
             logs["sparsity"] = self.sparsity
         if self._writer is not None:
-            with self._writer.as_default(step=self._step()):
+            with self._writer.as_default(step=self._clock):
                 _write_scalar("sparsity/overall", self.sparsity)
             self._writer.flush()
 

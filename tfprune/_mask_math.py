@@ -84,87 +84,134 @@ _EXACT = 1 << 14
 _SAMPLE = 1 << 14
 
 
-def _count(condition) -> int:
-    return int(ops.convert_to_numpy(ops.sum(ops.cast(condition, "int32"))))
+def _count(condition):
+    return ops.sum(ops.cast(condition, "int32"))
 
 
-def _sample_positions(n: int):
+def _sample_positions(n):
     """`_SAMPLE` positions spread over `[0, n)` by a golden-ratio (Weyl)
-    sequence: deterministic, and not aligned with any row length."""
+    sequence: deterministic, and not aligned with any row length. `n` may
+    be a tensor (a row cut to a data-dependent length)."""
     golden = (math.sqrt(5.0) - 1.0) / 2.0
-    return (np.arange(_SAMPLE) * golden % 1.0 * n).astype("int32")
+    spread = np.arange(_SAMPLE, dtype=np.float64) * golden % 1.0
+    if isinstance(n, int):
+        return (spread * n).astype("int32")
+    return ops.cast(ops.floor(ops.convert_to_tensor(spread.astype("float32"))
+                              * ops.cast(n, "float32")), "int32")
 
 
-def _kth_smallest(x, k: int):
-    """`(value, below, ties)` of the `k`-th smallest entry (1-based) of `x`.
+def _bracketed() -> bool:
+    """Whether rows may be cut to a data-dependent length (TensorFlow)."""
+    return keras.backend.backend() == "tensorflow"
 
-    `x` is a 1-D float32 tensor without NaN, `1 <= k <= len(x)`; `below` and
-    `ties` count the entries less than and equal to `value`. A quickselect
-    whose pivots come from a fixed sample: each round counts the entries
-    below two sample values that bracket the `k`-th and keeps only those
-    between them, a few percent of the row, until it is short enough to
-    sort. The result is exact whatever the sample; the sample only decides
-    how fast the row shrinks.
+
+#: Rounds of bracketing before the remaining entries are sorted.
+_ROUNDS = 2
+
+
+def _from_sorted(row, k):
+    """`(value, below, ties)` of the `k`-th smallest entry of `row`."""
+    ordered = ops.sort(row)
+    value = ops.take(ordered, k - 1)
+    below = ops.cast(ops.searchsorted(ordered, value[None], side="left")[0], "int32")
+    upto = ops.cast(ops.searchsorted(ordered, value[None], side="right")[0], "int32")
+    return value, below, upto - below
+
+
+def _from_top_k(row, k):
+    """`(value, below, ties)` of the `k`-th smallest entry of a short `row`
+    by a partial sort of its lower or upper part, whichever is shorter (a
+    full sort costs several times more). TensorFlow, where `k` may be a
+    tensor."""
+    n = int(row.shape[0])
+
+    def from_below():
+        return ops.negative(ops.take(ops.top_k(ops.negative(row), k, sorted=True)[0], k - 1))
+
+    def from_above():
+        return ops.take(ops.top_k(row, n - k + 1, sorted=True)[0], n - k)
+
+    value = ops.cond(ops.less_equal(k, n // 2), from_below, from_above)
+    return value, _count(ops.less(row, value)), _count(ops.equal(row, value))
+
+
+def _kth_smallest(x, k, rounds=_ROUNDS):
+    """`(value, below, ties)`: the `k`-th smallest entry (1-based, an int32
+    tensor in `[1, n]`) of the 1-D float32 row `x` (no NaN), and how many
+    entries are less than and equal to it.
+
+    Short rows are sorted. A longer one is bracketed: two values of a fixed
+    sample that surround the `k`-th entry are found, and only the entries
+    between them (a few percent of the row) are kept, for up to `rounds`
+    rounds, before what is left is sorted; if a bracket misses, the row of
+    that round is sorted whole. Exact either way: the sample only decides
+    the speed. Pure and traceable; `k` may be a tensor.
     """
-    offset = 0
-    while True:
-        n = int(x.shape[0])
-        if n <= _EXACT:
-            value = ops.sort(x)[k - 1]
-            below = _count(ops.less(x, value))
-            return value, offset + below, _count(ops.equal(x, value))
-        sample = ops.sort(ops.take(x, _sample_positions(n)))
-        centre = (k - 0.5) / n * _SAMPLE
-        margin = 3.0 * math.sqrt(_SAMPLE) + 1.0
-        lo = sample[max(int(centre - margin), 0)]
-        hi = sample[min(int(centre + margin), _SAMPLE - 1)]
-        upto_lo = _count(ops.less_equal(x, lo))
-        if k <= upto_lo:
-            below_lo = _count(ops.less(x, lo))
-            if k > below_lo:
-                return lo, offset + below_lo, upto_lo - below_lo
-            x = ops.take(x, ops.nonzero(ops.less(x, lo))[0])
-            continue
-        below_hi = _count(ops.less(x, hi))
-        if k > below_hi:
-            upto_hi = _count(ops.less_equal(x, hi))
-            if k <= upto_hi:
-                return hi, offset + below_hi, upto_hi - below_hi
-            x = ops.take(x, ops.nonzero(ops.greater(x, hi))[0])
-            k, offset = k - upto_hi, offset + upto_hi
-            continue
-        inside = ops.logical_and(ops.greater(x, lo), ops.less(x, hi))
-        x = ops.take(x, ops.nonzero(inside)[0])
-        k, offset = k - upto_lo, offset + upto_lo
+    n = x.shape[0]
+    if not _bracketed():
+        return _from_sorted(x, k)
+    if n is not None and n <= _EXACT:
+        return _from_top_k(x, k)
+    length = ops.shape(x)[0] if n is None else n
+    sample = ops.sort(ops.take(x, _sample_positions(length)))
+    centre = (ops.cast(k, "float32") - 0.5) / ops.cast(length, "float32") * _SAMPLE
+    margin = 3.0 * math.sqrt(_SAMPLE) + 1.0
+    at_lo = ops.clip(ops.cast(ops.floor(centre - margin), "int32"), 0, _SAMPLE - 1)
+    at_hi = ops.clip(ops.cast(ops.floor(centre + margin), "int32"), 0, _SAMPLE - 1)
+    lo, hi = ops.take(sample, at_lo), ops.take(sample, at_hi)
+    below_lo = _count(ops.less(x, lo))
+    inside = ops.logical_and(ops.greater_equal(x, lo), ops.less_equal(x, hi))
+    n_inside = _count(inside)
+    hit = ops.logical_and(ops.less(below_lo, k), ops.less_equal(k, below_lo + n_inside))
+
+    def from_bracket():
+        # Every entry equal to the k-th lies in [lo, hi]: counts come from
+        # the part, offset by the entries below `lo`.
+        part = ops.take(x, ops.nonzero(inside)[0])
+        rest = ops.maximum(k - below_lo, 1)
+        if rounds > 1:
+            value, below, ties = ops.cond(
+                ops.greater(n_inside, _EXACT),
+                lambda: _kth_smallest(part, rest, rounds - 1),
+                lambda: _from_sorted(part, rest))
+        else:
+            value, below, ties = _from_sorted(part, rest)
+        return value, below + below_lo, ties
+
+    return ops.cond(hit, from_bracket, lambda: _from_sorted(x, k))
 
 
-def _lowest_k_row(x, k: int):
+def _lowest_k_row(x, k):
     """Boolean keep-mask of a 1-D row that prunes its `k` lowest entries
-    (`0 < k < len(x)`), ties toward the lowest index."""
+    (`1 <= k <= len(x)`, a tensor), ties toward the lowest index."""
     value, below, ties = _kth_smallest(x, k)
-    keep = ops.greater(x, value)
-    pruned_ties = k - below  # the first `pruned_ties` entries equal to `value` go
-    if pruned_ties < ties:
-        positions = ops.nonzero(ops.equal(x, value))[0]
-        last = positions[pruned_ties - 1]
-        later = ops.greater(ops.arange(int(x.shape[0]), dtype="int32"), last)
-        keep = ops.logical_or(keep, ops.logical_and(ops.equal(x, value), later))
-    return keep
+    above = ops.greater(x, value)
+
+    def some_ties_kept():
+        equal = ops.equal(x, value)
+        tie_rank = ops.cumsum(ops.cast(equal, "int32"))
+        return ops.logical_or(above, ops.logical_and(equal, ops.greater(tie_rank, k - below)))
+
+    # Usually every entry equal to the k-th is pruned: no tie order needed.
+    return ops.cond(ops.greater(ties, k - below), some_ties_kept, lambda: above)
 
 
-def lowest_k_mask(scores, k: int, previous_mask=None):
+def lowest_k_mask(scores, k, previous_mask=None):
     """Mask that prunes the `k` lowest-scoring entries of each row.
 
-    The `k`-th lowest score of each row is found by selection (no sort of
-    the row; see `_kth_smallest`): the entries below it are pruned, and
-    among the entries equal to it those with the lowest indices. NaN scores
-    count as the lowest.
+    The `k`-th lowest score of each row is found by selection (see
+    `_kth_smallest`): the entries below it are pruned, and among the entries
+    equal to it those with the lowest indices. Entries pruned by
+    `previous_mask` rank lowest, then NaN scores. Pure `keras.ops` with no
+    data-dependent Python control flow: `k` may be a Python int or an int
+    tensor, so the function traces once per shape inside `tf.function` or
+    `jax.jit`.
 
     Args:
         scores: float tensor of shape `(rows, n)`.
-        k: number of entries to prune in every row, `0 <= k <= n`. Raised
-            to the number already pruned in `previous_mask` if that is
-            larger, so that a pruned weight stays pruned.
+        k: number of entries to prune in every row, `0 <= k <= n` (clipped).
+            Raised to the number already pruned in `previous_mask` if that
+            is larger, so that a pruned weight stays pruned.
         previous_mask: optional tensor like `scores`; its zeros are pruned
             first, whatever their score.
 
@@ -182,23 +229,27 @@ def lowest_k_mask(scores, k: int, previous_mask=None):
     """
     scores = as_float32(scores)
     rows, n = tuple(scores.shape)
-    if previous_mask is not None:
-        kept = as_float32(previous_mask) > 0
-        already = n - int(ops.convert_to_numpy(ops.min(ops.sum(ops.cast(kept, "int32"), axis=1))))
-        k = max(int(k), already)
-        scores = ops.where(kept, scores, -np.inf)
-    k = int(min(max(k, 0), n))
-    if k == 0:
+    if n == 0:
         return ops.ones((rows, n), "float32")
-    if k == n:
-        return ops.zeros((rows, n), "float32")
-    # The sum is NaN if any score is (one reduction instead of isnan + any).
-    if np.isnan(ops.convert_to_numpy(ops.sum(scores))):
-        scores = ops.where(ops.isnan(scores), -np.inf, scores)
-    keep = [_lowest_k_row(scores[r] if rows > 1 else ops.reshape(scores, (n,)), k)
-            for r in range(rows)]
-    keep = ops.stack(keep) if rows > 1 else ops.reshape(keep[0], (1, n))
-    return ops.cast(keep, "float32")
+    # NaN ranks just above the already pruned entries (-inf). The sum is
+    # NaN if any score is: one reduction instead of a full `where`.
+    lowest = float(np.finfo(np.float32).min)
+    scores = ops.cond(ops.isnan(ops.sum(scores)),
+                      lambda: ops.where(ops.isnan(scores), lowest, scores), lambda: scores)
+    k = ops.cast(k, "int32")
+    if previous_mask is not None:
+        kept = ops.greater(as_float32(previous_mask), 0.0)
+        already = n - ops.min(ops.sum(ops.cast(kept, "int32"), axis=1))
+        k = ops.maximum(k, already)
+        scores = ops.where(kept, scores, -np.inf)
+    k = ops.clip(k, 0, n)
+
+    def select():
+        keep = [_lowest_k_row(scores[r], k) for r in range(rows)]
+        keep = ops.stack(keep) if rows > 1 else ops.reshape(keep[0], (1, n))
+        return ops.cast(keep, "float32")
+
+    return ops.cond(ops.equal(k, 0), lambda: ops.ones((rows, n), "float32"), select)
 
 
 def magnitude_mask(weights, sparsity: float, previous_mask=None, gates: int = 1):
@@ -222,10 +273,20 @@ def magnitude_mask(weights, sparsity: float, previous_mask=None, gates: int = 1)
     return from_groups(lowest_k_mask(rows, k, prev), shape, gates)
 
 
+def apply_mask(value, mask):
+    """`value * mask`, the mask cast to the value's dtype: the one place a
+    weight is masked (forward pass, constraint, update, strip)."""
+    return ops.multiply(value, ops.cast(mask, value.dtype))
+
+
+def zeros_in(value):
+    """Number of zeros of `value`, an int32 tensor (traceable)."""
+    return math.prod(tuple(value.shape)) - ops.cast(ops.count_nonzero(value), "int32")
+
+
 def sparsity_of(mask) -> float:
     """Fraction of zeros in a mask or weight tensor."""
     size = int(math.prod(tuple(mask.shape)))
     if size == 0:
         return 0.0
-    zeros = size - int(ops.convert_to_numpy(ops.count_nonzero(mask)))
-    return zeros / size
+    return int(ops.convert_to_numpy(zeros_in(ops.convert_to_tensor(mask)))) / size

@@ -125,6 +125,8 @@ class QualityGuard(keras.callbacks.Callback):
     def _restore(self):
         for variable, value in zip(self.model.weights, self._snapshot):
             variable.assign(value)
+        for wrapper in self._wrappers:
+            wrapper._restored = True  # PruningCallback reads masks and steps again
 
     def _set_frozen(self, frozen: bool):
         for wrapper in self._wrappers:

@@ -11,9 +11,10 @@ from tfprune import _registry
 from tfprune import criteria as criteria_lib
 from tfprune import schedules as schedules_lib
 from tfprune import strategies as strategies_lib
+from tfprune._mask_math import apply_mask
+from tfprune._update import MaskUpdate
 from tfprune._validation import received
 from tfprune._wrapper_state import Slot  # noqa: F401 (re-exported)
-from tfprune._wrapper_state import apply_masks
 from tfprune._wrapper_state import create_state
 
 
@@ -136,6 +137,10 @@ class PruningWrapper(keras.layers.Wrapper):
         # Set by `PruningCallback.on_train_begin` and cleared at
         # `on_train_end`: training a pruned layer without it is an error.
         self._callback_active = False
+        # Set when masks and steps were restored from elsewhere (see
+        # `QualityGuard`): `PruningCallback` then reads them again.
+        self._restored = False
+        self._mask_update = None
 
     # ----------------------------------------------------------------- build
     def build(self, input_shape=None):
@@ -186,7 +191,7 @@ class PruningWrapper(keras.layers.Wrapper):
 
     def _mapped_value(self, slot, training):
         variable = slot.weight.variable
-        value = ops.multiply(variable, ops.cast(slot.mask, variable.dtype))
+        value = apply_mask(variable, slot.mask)
         if training is True and slot.score is not None:
             value = criteria_lib.accumulate_on_backward(
                 value, slot.score, self._resolved.criterion, weight=variable
@@ -204,6 +209,12 @@ class PruningWrapper(keras.layers.Wrapper):
                 "`callbacks=[tfprune.PruningCallback()]` to `fit` (in a custom "
                 "loop, call the callback's hooks; see the docs)."
             )
+        if training is True and self._resolved.regularizer is not None:
+            for slot in self._slots:
+                if slot.next_mask is not None:
+                    self.add_loss(self._resolved.regularizer(slot.weight.variable, slot.next_mask))
+        # One multiply per masked weight: pruned weights contribute nothing
+        # and get exactly zero gradient, whatever the variable holds.
         mapping = [(s.weight.variable, self._mapped_value(s, training)) for s in self._slots]
         with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
             outputs = self.layer(inputs, *args, **kwargs)
@@ -217,10 +228,6 @@ class PruningWrapper(keras.layers.Wrapper):
                     variable.assign(value)
         if scope.losses:
             self.add_loss(scope.losses)
-        if training is True and self._resolved.regularizer is not None:
-            for slot in self._slots:
-                if slot.next_mask is not None:
-                    self.add_loss(self._resolved.regularizer(slot.weight.variable, slot.next_mask))
         return outputs
 
     def compute_output_spec(self, inputs, *args, training=None, **kwargs):
@@ -254,7 +261,7 @@ class PruningWrapper(keras.layers.Wrapper):
     def masked_values(self) -> list:
         """Current effective values (weight x mask) of the pruned weights."""
         return [
-            ops.multiply(pw.variable, ops.cast(m, pw.variable.dtype))
+            apply_mask(pw.variable.value, m)
             for pw, m in zip(self._pruned, self._masks)
         ]
 
@@ -295,14 +302,13 @@ class PruningWrapper(keras.layers.Wrapper):
                 f"PruningWrapper '{self.name}' is not built yet; call it on "
                 f"data or build the model first. Received: sparsity={sparsity}"
             )
-        self.check_finite()
-        plan = self.plan()
-        slots = {id(s.weight.variable): s for s in self._slots}
-        chosen = [slots.get(id(pw.variable)) for pw in plan.weights]
-        previous = [ops.convert_to_tensor(s.mask) for s in chosen]
-        states = [None if s.score is None else ops.convert_to_tensor(s.score) for s in chosen]
-        masks = plan.compute_masks(sparsity, previous=previous, states=states)
-        apply_masks(chosen, masks)
+        if self._mask_update is None:
+            plan = self.plan()
+            slots = {id(s.weight.variable): s for s in self._slots}
+            names = {id(pw.variable): self.layer.name for pw in self._pruned}
+            self._mask_update = MaskUpdate(
+                plan, [slots.get(id(pw.variable)) for pw in plan.weights], layer_names=names)
+        self._mask_update(sparsity)
 
     def restore_constraints(self) -> None:
         """Puts back the constraints the variables had before wrapping."""

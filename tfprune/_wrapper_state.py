@@ -2,19 +2,18 @@
 
 `create_state` adds the wrapper's variables (their order is the save
 format: one mask per pruned weight, the pruning step, then the extras the
-strategy needs) and puts a `_MaskConstraint` on every masked variable;
-`apply_masks` assigns new masks and zeroes the pruned weights.
+strategy needs) and puts a `_MaskConstraint` on every masked variable.
+`tfprune._update.MaskUpdate` assigns new masks.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 
 import keras
-from keras import ops
 
+from tfprune._mask_math import apply_mask
 from tfprune._structure import recurrent_biases
 
 
@@ -34,7 +33,7 @@ class _MaskConstraint:
     def __call__(self, w):
         if self.inner is not None:
             w = self.inner(w)
-        return ops.multiply(w, ops.cast(self.mask, w.dtype))
+        return apply_mask(w, self.mask)
 
 
 @dataclasses.dataclass
@@ -116,27 +115,3 @@ def create_state(layer, pruned, strategy) -> tuple:
         originals.append(variable.constraint)
         variable.constraint = _MaskConstraint(slot.mask, variable.constraint)
     return masks, step, slots, originals
-
-
-def apply_masks(slots, masks, count_zeros: bool = False):
-    """Assigns `masks` to the `Slot`s (None entries are skipped) and zeroes
-    the pruned entries of their variables.
-
-    Returns:
-        With `count_zeros`, `{id(variable): zeros}`: the number of zeros of
-        each new masked value (what `PruningCallback` reports as sparsity,
-        without reading the weights again); else None.
-    """
-    zeros = {} if count_zeros else None
-    for slot, mask in zip(slots, masks):
-        if slot is None:
-            continue
-        mask = ops.cast(mask, slot.mask.dtype)
-        slot.mask.assign(mask)
-        variable = slot.weight.variable
-        value = ops.multiply(variable.value, ops.cast(mask, variable.dtype))
-        variable.assign(value)
-        if count_zeros:
-            size = math.prod(tuple(value.shape))
-            zeros[id(variable)] = size - int(ops.convert_to_numpy(ops.count_nonzero(value)))
-    return zeros

@@ -69,6 +69,9 @@ class Criterion(_Config):
 
     needs_gradients: bool = False
     reset_after_update: bool = False
+    #: False when `score` runs on the host (numpy) and cannot be traced
+    #: into a compiled function; the mask update then feeds its scores in.
+    traceable: bool = True
 
     def score(self, weight, state=None, *, step: int = 0, key: int = 0):
         """Scores of `weight`'s entries; higher is more important.
@@ -136,6 +139,8 @@ class Random(Criterion):
     >>> bool(np.all(np.asarray(a) == np.asarray(b)))
     True
     """
+
+    traceable = False
 
     def __init__(self, seed: int = 0):
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:

@@ -14,6 +14,12 @@ tensor; `group_masks(group, scores, sparsity, previous_masks) -> {tensor:
 mask}`; `item_scores(group, scores, previous_masks) -> (scores, sizes)`, one
 score per item for rankings across tensors (`Global` allocation). Scores and
 masks may be arrays, tensors or variables.
+
+Each of those is split in two for the compiled mask update: a host-side
+part that depends on shapes alone (`count`: how many items go at a
+sparsity; `item_sizes`: weights per item) and a pure part that takes the
+count as a tensor (`group_masks_for`, `item_tensor`), traced once per
+shape by `tf.function` or `jax.jit`.
 """
 
 from __future__ import annotations
@@ -51,15 +57,20 @@ def _numpy(x):
     return np.asarray(ops.convert_to_numpy(x), dtype=np.float32).reshape(-1)
 
 
+def _shape_of(shapes, t):
+    return tuple(int(d) for d in shapes[t])
+
+
 class Granularity(_Config):
-    """Base class: per-tensor decisions, one group per tensor."""
+    """Base class: per-tensor decisions, one group per tensor.
+
+    Subclasses implement `count` (host side, from shapes) and
+    `group_masks_for` (pure); for `Global` allocation also `item_tensor`
+    and `item_sizes`.
+    """
 
     max_sparsity: float = 1.0
     structured: bool = False
-
-    def mask(self, scores, sparsity, previous_mask=None, gates: int = 1):
-        """New mask of one tensor (1 keeps, 0 prunes); same shape as `scores`."""
-        raise NotImplementedError
 
     def check(self, sparsity) -> float:
         sparsity = check_sparsity("sparsity", sparsity)
@@ -70,21 +81,57 @@ class Granularity(_Config):
             )
         return sparsity
 
-    def group_masks(self, group, scores, sparsity, previous_masks=None) -> dict:
+    # ------------------------------------------------------ host side
+    def count(self, group, shapes, sparsity) -> int:
+        """Items of `group` (in each gate block) pruned at `sparsity`;
+        `shapes[t]` is tensor `t`'s shape."""
+        raise NotImplementedError
+
+    def item_sizes(self, group, shapes):
+        """Weights per item of `group`: one number, or a 1-D array aligned
+        with `item_tensor`."""
+        return 1.0
+
+    # ------------------------------------------------------------ pure
+    def group_masks_for(self, group, scores, count, previous_masks=None) -> dict:
+        """`{tensor: mask}` pruning `count` items (an int or int tensor, as
+        given by `count`) of `group`; pure `keras.ops`."""
         (sl,) = group.slices
         prev = _prev(previous_masks, sl.tensor)
-        return {sl.tensor: self.mask(scores[sl.tensor], sparsity, prev, sl.gates)}
+        return {sl.tensor: self._mask_for(scores[sl.tensor], count, prev, sl.gates)}
+
+    def _mask_for(self, scores, count, previous_mask, gates):
+        raise NotImplementedError
+
+    def item_tensor(self, group, scores, previous_masks=None):
+        """The group's item scores as a 1-D float32 tensor, items already
+        pruned by the previous masks at `-inf` (pure)."""
+        (sl,) = group.slices
+        s = ops.reshape(_f32(scores[sl.tensor]), (-1,))
+        prev = _prev(previous_masks, sl.tensor)
+        if prev is not None:
+            s = ops.where(ops.reshape(_f32(prev), (-1,)) > 0, s, -np.inf)
+        return s
+
+    # ------------------------------------------------------- composed
+    def mask(self, scores, sparsity, previous_mask=None, gates: int = 1):
+        """New mask of one tensor (1 keeps, 0 prunes); same shape as `scores`."""
+        group = UnitGroup("", (UnitSlice(0, -1, gates),))
+        return self.group_masks(group, [_f32(scores)], sparsity, [previous_mask])[0]
+
+    def group_masks(self, group, scores, sparsity, previous_masks=None) -> dict:
+        """`{tensor: mask}` for the tensors of `group` at `sparsity`."""
+        shapes = {t: tuple(ops.shape(scores[t])) for t in group.tensors}
+        count = self.count(group, shapes, sparsity)
+        return self.group_masks_for(group, scores, count, previous_masks)
 
     def item_scores(self, group, scores, previous_masks=None):
         """`(scores, sizes)`: the group's item scores as a 1-D float32 array
         (items already pruned by the previous mask score `-inf`) and the
         weights per item, one number when all items have the same size."""
-        (sl,) = group.slices
-        s = _numpy(scores[sl.tensor])
-        prev = _prev(previous_masks, sl.tensor)
-        if prev is not None:
-            s = np.where(_numpy(prev) > 0, s, np.float32(-np.inf))
-        return s, 1.0
+        shapes = {t: tuple(ops.shape(scores[t])) for t in group.tensors}
+        return _numpy(self.item_tensor(group, scores, previous_masks)), \
+            self.item_sizes(group, shapes)
 
 
 @keras.saving.register_keras_serializable("tfprune")
@@ -101,14 +148,17 @@ class Unstructured(Granularity):
     [[1.0, 0.0, 1.0, 0.0]]
     """
 
-    def mask(self, scores, sparsity, previous_mask=None, gates: int = 1):
-        sparsity = self.check(sparsity)
+    def count(self, group, shapes, sparsity) -> int:
+        (sl,) = group.slices
+        return num_pruned(math.prod(_shape_of(shapes, sl.tensor)) // sl.gates,
+                          self.check(sparsity))
+
+    def _mask_for(self, scores, count, previous_mask, gates):
         scores = _f32(scores)
         shape = tuple(scores.shape)
         rows = to_groups(scores, gates)
         prev = None if previous_mask is None else to_groups(_f32(previous_mask), gates)
-        k = num_pruned(int(rows.shape[1]), sparsity)
-        return from_groups(lowest_k_mask(rows, k, prev), shape, gates)
+        return from_groups(lowest_k_mask(rows, count, prev), shape, gates)
 
 
 def _check_reduction(reduction):
@@ -192,12 +242,11 @@ class Block(Granularity):
             alive = ops.cast(ops.sum(self._to_blocks(prev, shape), axis=1) > 0, "float32")
         return total, count, alive
 
-    def _mask_one(self, scores, sparsity, prev):
+    def _mask_one(self, scores, count, prev):
         shape = tuple(scores.shape)
         block, grid = self._layout(shape)
         total, _, alive = self._block_scores(scores, prev, shape)
-        k = num_pruned(math.prod(grid), sparsity)
-        keep = lowest_k_mask(total[None], k, None if alive is None else alive[None])
+        keep = lowest_k_mask(total[None], count, None if alive is None else alive[None])
         keep = ops.reshape(keep, grid)
         for axis, b in enumerate(block):
             if b > 1:
@@ -205,29 +254,43 @@ class Block(Granularity):
         keep = ops.slice(keep, [0] * len(shape), shape)
         return keep if prev is None else ops.multiply(keep, _f32(prev))
 
-    def mask(self, scores, sparsity, previous_mask=None, gates: int = 1):
-        sparsity = self.check(sparsity)
+    @staticmethod
+    def _gate_shape(shape, gates):
+        return shape[:-1] + (shape[-1] // gates,)
+
+    def count(self, group, shapes, sparsity) -> int:
+        (sl,) = group.slices
+        _, grid = self._layout(self._gate_shape(_shape_of(shapes, sl.tensor), sl.gates))
+        return num_pruned(math.prod(grid), self.check(sparsity))
+
+    def _mask_for(self, scores, count, previous_mask, gates):
         parts = _split_gates(_f32(scores), gates)
         prevs = [None] * gates
         if previous_mask is not None:
             prevs = _split_gates(_f32(previous_mask), gates)
-        masks = [self._mask_one(s, sparsity, p) for s, p in zip(parts, prevs)]
+        masks = [self._mask_one(s, count, p) for s, p in zip(parts, prevs)]
         return masks[0] if gates == 1 else ops.concatenate(masks, axis=-1)
 
-    def item_scores(self, group, scores, previous_masks=None):
+    def item_tensor(self, group, scores, previous_masks=None):
         (sl,) = group.slices
         prev = _prev(previous_masks, sl.tensor)
         parts = _split_gates(_f32(scores[sl.tensor]), sl.gates)
         prevs = [None] * sl.gates if prev is None else _split_gates(_f32(prev), sl.gates)
-        out_s, out_n = [], []
+        out = []
         for s, p in zip(parts, prevs):
-            total, count, alive = self._block_scores(s, p, tuple(s.shape))
-            total = _numpy(total)
-            if alive is not None:
-                total = np.where(_numpy(alive) > 0, total, -np.inf)
-            out_s.append(total)
-            out_n.append(_numpy(count))
-        return np.concatenate(out_s), np.concatenate(out_n)
+            total, _, alive = self._block_scores(s, p, tuple(s.shape))
+            out.append(total if alive is None else ops.where(alive > 0, total, -np.inf))
+        return out[0] if len(out) == 1 else ops.concatenate(out)
+
+    def item_sizes(self, group, shapes):
+        (sl,) = group.slices
+        block, grid = self._layout(self._gate_shape(_shape_of(shapes, sl.tensor), sl.gates))
+        shape = self._gate_shape(_shape_of(shapes, sl.tensor), sl.gates)
+        per_axis = [np.minimum(b, d - np.arange(g) * b) for d, b, g in zip(shape, block, grid)]
+        sizes = per_axis[0]
+        for a in per_axis[1:]:
+            sizes = np.multiply.outer(sizes, a)
+        return np.tile(np.asarray(sizes, np.float32).reshape(-1), sl.gates)
 
     def get_config(self) -> dict:
         return {"block_shape": list(self.block_shape), "reduction": self.reduction}
@@ -303,16 +366,28 @@ class NM(Granularity):
         turned = ops.all(ops.logical_not(ops.isfinite(values)), axis=1)
         return idx, ops.where(turned, -np.inf, cost), turned
 
-    def mask(self, scores, sparsity, previous_mask=None, gates: int = 1):
-        sparsity = self.check(sparsity)
-        rows, moved, axis, pad = self._grouped(scores, previous_mask)
-        idx, cost, turned = self._removal(rows)
-        n_groups = int(rows.shape[0])
+    def _layout(self, shape):
+        """`(moved, pad, n_groups, free)` of a tensor of `shape`."""
+        axis = self._axis(len(shape))
+        moved = tuple(d for i, d in enumerate(shape) if i != axis % len(shape)) \
+            + (shape[axis],)
+        pad = (-moved[-1]) % self.m
+        n_groups = math.prod(moved[:-1]) * (moved[-1] + pad) // self.m
         # Partial groups that padding alone makes N:M are free: not counted.
         free = n_groups * self.m // (moved[-1] + pad) if pad >= self.m - self.n else 0
-        g = free + int(round((n_groups - free) * sparsity / self.max_sparsity))
+        return moved, pad, n_groups, free
+
+    def count(self, group, shapes, sparsity) -> int:
+        (sl,) = group.slices
+        sparsity = self.check(sparsity)
+        _, _, n_groups, free = self._layout(_shape_of(shapes, sl.tensor))
+        return free + int(round((n_groups - free) * sparsity / self.max_sparsity))
+
+    def _mask_for(self, scores, count, previous_mask, gates):
+        rows, moved, axis, pad = self._grouped(scores, previous_mask)
+        idx, cost, turned = self._removal(rows)
         untouched = ops.cast(ops.logical_not(turned), "float32")[None]
-        keep_group = lowest_k_mask(cost[None], g, untouched)
+        keep_group = lowest_k_mask(cost[None], count, untouched)
         chosen = ops.sum(ops.one_hot(idx, self.m), axis=1)  # (groups, m)
         keep = ops.subtract(1.0, ops.multiply(chosen, ops.subtract(1.0, keep_group[0])[:, None]))
         keep = ops.reshape(keep, moved[:-1] + (moved[-1] + pad,))
@@ -320,11 +395,13 @@ class NM(Granularity):
         keep = ops.moveaxis(keep, -1, axis)
         return keep if previous_mask is None else ops.multiply(keep, _f32(previous_mask))
 
-    def item_scores(self, group, scores, previous_masks=None):
+    def item_tensor(self, group, scores, previous_masks=None):
         (sl,) = group.slices
         rows, _, _, _ = self._grouped(_f32(scores[sl.tensor]), _prev(previous_masks, sl.tensor))
-        _, cost, _ = self._removal(rows)
-        return _numpy(cost), float(self.m - self.n)
+        return self._removal(rows)[1]
+
+    def item_sizes(self, group, shapes):
+        return float(self.m - self.n)
 
     def get_config(self) -> dict:
         return {"n": self.n, "m": self.m, "axis": self.axis}
@@ -365,23 +442,27 @@ class Units(Granularity):
         total, count, alive = unit_totals(group, scores, previous_masks)
         return (ops.divide(total, count) if self.reduction == "mean" else total), alive
 
-    def group_masks(self, group, scores, sparsity, previous_masks=None) -> dict:
-        sparsity = self.check(sparsity)
+    @staticmethod
+    def _units(group, shapes) -> int:
+        sl = next(sl for sl in group.slices if sl.scored)
+        return _shape_of(shapes, sl.tensor)[sl.axis] // sl.gates
+
+    def count(self, group, shapes, sparsity) -> int:
+        return num_pruned(self._units(group, shapes), self.check(sparsity))
+
+    def group_masks_for(self, group, scores, count, previous_masks=None) -> dict:
         unit_scores, alive = self._unit_scores(group, scores, previous_masks)
-        units = int(unit_scores.shape[0])
-        keep = lowest_k_mask(unit_scores[None], num_pruned(units, sparsity), alive[None])[0]
+        keep = lowest_k_mask(unit_scores[None], count, alive[None])[0]
         shapes = {sl.tensor: tuple(scores[sl.tensor].shape) for sl in group.slices}
         return expand_units(group, keep, shapes, previous_masks)
 
-    def mask(self, scores, sparsity, previous_mask=None, gates: int = 1):
-        group = UnitGroup("", (UnitSlice(0, -1, gates),))
-        return self.group_masks(group, [_f32(scores)], sparsity, [previous_mask])[0]
-
-    def item_scores(self, group, scores, previous_masks=None):
+    def item_tensor(self, group, scores, previous_masks=None):
         unit_scores, alive = self._unit_scores(group, scores, previous_masks)
-        s = np.where(_numpy(alive) > 0, _numpy(unit_scores), np.float32(-np.inf))
-        size = sum(math.prod(ops.shape(scores[t])) for t in group.scored_tensors) / len(s)
-        return s, float(size)
+        return ops.where(alive > 0, unit_scores, -np.inf)
+
+    def item_sizes(self, group, shapes):
+        total = sum(math.prod(_shape_of(shapes, t)) for t in group.scored_tensors)
+        return float(total / self._units(group, shapes))
 
     def get_config(self) -> dict:
         return {"reduction": self.reduction}
