@@ -135,6 +135,47 @@ def _from_top_k(row, k):
     return value, _count(ops.less(row, value)), _count(ops.equal(row, value))
 
 
+def _order_keys(x):
+    """int32 keys with the order of the float32 values of `x` (-0.0 and 0.0
+    equal): the sign-magnitude bits turned into two's complement."""
+    x = ops.where(ops.equal(x, 0.0), 0.0, x)
+    bits = ops.view(x, "int32")
+    return ops.where(ops.less(bits, 0), ops.bitwise_xor(bits, 0x7FFFFFFF), bits)
+
+
+def _short_rows_mask(scores, k):
+    """Keep-mask of `(rows, n)` scores (no NaN) pruning the `k` lowest of
+    each row, ties toward the lowest index, by radix selection.
+
+    The k-th smallest key is found one byte at a time, most significant
+    first: a histogram of the byte among the entries that still match the
+    bytes chosen so far tells which byte value holds the k-th entry. Four
+    histograms of the row and no sort: static shapes, no branch.
+    """
+    rows, n = tuple(scores.shape)
+    keys = _order_keys(scores)
+    unsigned = ops.bitwise_xor(keys, -(1 << 31))  # byte order of the unsigned keys
+    offsets = ops.arange(rows, dtype="int32")[:, None] * 257
+    match = ops.ones((rows, n), "bool")
+    rest = ops.broadcast_to(ops.maximum(k, 1), (rows,))
+    below = ops.zeros((rows,), "int32")
+    for shift in (24, 16, 8, 0):
+        byte = ops.bitwise_and(ops.right_shift(unsigned, shift), 255)
+        bins = ops.reshape(ops.where(match, byte, 256) + offsets, (-1,))
+        counts = ops.reshape(ops.segment_sum(ops.ones_like(bins), bins, rows * 257), (rows, 257))
+        cum = ops.cumsum(counts[:, :256], axis=1)
+        chosen = ops.sum(ops.cast(ops.less(cum, rest[:, None]), "int32"), axis=1)
+        before = ops.take_along_axis(cum, ops.maximum(chosen - 1, 0)[:, None], axis=1)[:, 0]
+        before = ops.where(ops.greater(chosen, 0), before, 0)
+        rest, below = rest - before, below + before
+        match = ops.logical_and(match, ops.equal(byte, chosen[:, None]))
+    value = ops.max(ops.where(match, keys, -(1 << 31)), axis=1, keepdims=True)
+    tie_rank = ops.cumsum(ops.cast(match, "int32"), axis=1)
+    keep = ops.logical_or(ops.greater(keys, value),
+                          ops.logical_and(match, ops.greater(tie_rank, rest[:, None])))
+    return ops.cast(ops.logical_or(keep, ops.equal(k, 0)), "float32")
+
+
 def _kth_smallest(x, k, rounds=_ROUNDS):
     """`(value, below, ties)`: the `k`-th smallest entry (1-based, an int32
     tensor in `[1, n]`) of the 1-D float32 row `x` (no NaN), and how many
@@ -231,11 +272,13 @@ def lowest_k_mask(scores, k, previous_mask=None):
     rows, n = tuple(scores.shape)
     if n == 0:
         return ops.ones((rows, n), "float32")
-    # NaN ranks just above the already pruned entries (-inf). The sum is
-    # NaN if any score is: one reduction instead of a full `where`.
+    # NaN ranks just above the already pruned entries (-inf).
     lowest = float(np.finfo(np.float32).min)
-    scores = ops.cond(ops.isnan(ops.sum(scores)),
-                      lambda: ops.where(ops.isnan(scores), lowest, scores), lambda: scores)
+    if n <= _EXACT:
+        scores = ops.where(ops.isnan(scores), lowest, scores)
+    else:  # the sum is NaN if any score is: one reduction, not a full `where`
+        scores = ops.cond(ops.isnan(ops.sum(scores)),
+                          lambda: ops.where(ops.isnan(scores), lowest, scores), lambda: scores)
     k = ops.cast(k, "int32")
     if previous_mask is not None:
         kept = ops.greater(as_float32(previous_mask), 0.0)
@@ -243,6 +286,8 @@ def lowest_k_mask(scores, k, previous_mask=None):
         k = ops.maximum(k, already)
         scores = ops.where(kept, scores, -np.inf)
     k = ops.clip(k, 0, n)
+    if n <= _EXACT:
+        return _short_rows_mask(scores, k)
 
     def select():
         keep = [_lowest_k_row(scores[r], k) for r in range(rows)]
