@@ -72,6 +72,9 @@ def save_json(path, obj) -> None:
         f.write("\n")
 
 
+PLOT_INSTALL = "pip install 'tfprune[plot]'"
+
+
 def plot_sparsity_and_metric(
     path,
     sparsity,
@@ -80,14 +83,28 @@ def plot_sparsity_and_metric(
     phases,
     title,
     sparsity_label="sparsity of the pruned weights",
-) -> None:
+) -> str | None:
     """Saves a PNG with a metric per epoch (left axis) and the sparsity per
     epoch (right axis); `phases` is a list of `(label, first_epoch)` whose
-    boundaries are drawn as vertical lines."""
-    import matplotlib
+    boundaries are drawn as vertical lines.
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    Plotting needs matplotlib (the `plot` extra). Without it nothing is
+    written and a line says how to install it; the example goes on.
+
+    Returns:
+        `path`, or `None` when matplotlib is not installed.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot as plt
+    except ImportError:
+        print(
+            f"matplotlib is not installed: skipped the plot {os.path.basename(path)}. "
+            f"Install it with `{PLOT_INSTALL}` (or `pip install matplotlib`)."
+        )
+        return None
 
     epochs = np.arange(1, len(metric) + 1)
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -106,6 +123,14 @@ def plot_sparsity_and_metric(
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return path
+
+
+def written(plot_path, *names) -> str:
+    """`names` and the plot's file name (if it was drawn), comma-separated,
+    for an example's closing "wrote ..." line."""
+    drawn = [os.path.basename(plot_path)] if plot_path else []
+    return ", ".join([*names, *drawn])
 
 
 def save_plain(model, path) -> str:

@@ -286,9 +286,8 @@ def main(argv=None) -> dict:
         "weight_sparsity": [0.0] * n_dense + [float(s) for s in prune_history["sparsity"]],
         "pruning_starts_at_epoch": n_dense + 1,
     }
-    plot_path = os.path.join(args.out, "training.png")
-    _common.plot_sparsity_and_metric(
-        plot_path,
+    plot_path = _common.plot_sparsity_and_metric(
+        os.path.join(args.out, "training.png"),
         history["unit_sparsity"],
         history["val_rmse_ugm3"],
         "validation RMSE (µg/m³)",
@@ -397,7 +396,8 @@ def main(argv=None) -> dict:
     }
     summary["seconds"] = timer.elapsed()
     _common.save_json(os.path.join(args.out, "summary.json"), summary)
-    print(f"\nwrote {args.out}/ (models, summary.json, training.png) in {summary['seconds']:.0f} s")
+    wrote = _common.written(plot_path, "models", "summary.json")
+    print(f"\nwrote {args.out}/ ({wrote}) in {summary['seconds']:.0f} s")
     return summary
 
 

@@ -140,9 +140,8 @@ def main(argv=None) -> dict:
     report = tfprune.sparsity_report(stripped)
     model_path = os.path.join(args.out, "digits_pruned.keras")
     stripped.save(model_path)
-    plot_path = os.path.join(args.out, "training.png")
-    _common.plot_sparsity_and_metric(
-        plot_path,
+    plot_path = _common.plot_sparsity_and_metric(
+        os.path.join(args.out, "training.png"),
         history["sparsity"],
         history["val_accuracy"],
         "validation accuracy",
@@ -172,7 +171,8 @@ def main(argv=None) -> dict:
     )
     summary["seconds"] = timer.elapsed()
     _common.save_json(os.path.join(args.out, "summary.json"), summary)
-    print(f"wrote {args.out}/ (model, summary.json, training.png) in {summary['seconds']:.0f} s")
+    wrote = _common.written(plot_path, "model", "summary.json")
+    print(f"wrote {args.out}/ ({wrote}) in {summary['seconds']:.0f} s")
     return summary
 
 

@@ -235,9 +235,8 @@ def main(argv=None) -> dict:
         (f"{args.sparsity:.0%} unstructured", n_dense + 1),
         ("2:4", n_dense + args.prune_epochs + 1),
     ]
-    plot_path = os.path.join(args.out, "training.png")
-    _common.plot_sparsity_and_metric(
-        plot_path,
+    plot_path = _common.plot_sparsity_and_metric(
+        os.path.join(args.out, "training.png"),
         history["sparsity"],
         history["val_accuracy"],
         "validation accuracy",
@@ -300,7 +299,8 @@ def main(argv=None) -> dict:
     }
     summary["seconds"] = timer.elapsed()
     _common.save_json(os.path.join(args.out, "summary.json"), summary)
-    print(f"\nwrote {args.out}/ (models, summary.json, training.png) in {summary['seconds']:.0f} s")
+    wrote = _common.written(plot_path, "models", "summary.json")
+    print(f"\nwrote {args.out}/ ({wrote}) in {summary['seconds']:.0f} s")
     return summary
 
 

@@ -275,9 +275,8 @@ def main(argv=None) -> dict:
 
     val_mae = dense_history["val_mae_usd"] + prune_history["val_mae_usd"]
     sparsity = [0.0] * n_dense + [float(s) for s in prune_history["sparsity"]]
-    plot_path = os.path.join(args.out, "training.png")
-    _common.plot_sparsity_and_metric(
-        plot_path,
+    plot_path = _common.plot_sparsity_and_metric(
+        os.path.join(args.out, "training.png"),
         sparsity,
         val_mae,
         "validation MAE (USD)",
@@ -376,7 +375,8 @@ def main(argv=None) -> dict:
     }
     summary["seconds"] = timer.elapsed()
     _common.save_json(os.path.join(args.out, "summary.json"), summary)
-    print(f"\nwrote {args.out}/ (models, summary.json, training.png) in {summary['seconds']:.0f} s")
+    wrote = _common.written(plot_path, "models", "summary.json")
+    print(f"\nwrote {args.out}/ ({wrote}) in {summary['seconds']:.0f} s")
     return summary
 
 

@@ -13,6 +13,7 @@ from tfprune import strategies as strategies_lib
 from tfprune._model_utils import check_model
 from tfprune._model_utils import copy_graph_model
 from tfprune._model_utils import is_graph_model
+from tfprune._model_utils import is_graph_subclass
 from tfprune._model_utils import replace_children
 from tfprune._validation import received
 from tfprune._wrapper import PruningWrapper
@@ -115,11 +116,17 @@ def prune(model, sparsity, *, layers=None, strategy=None):
     Works on Sequential, Functional, subclassed and nested models. A
     Sequential or Functional model is copied (weights included) and the
     copy is returned with its prunable layers wrapped in `PruningWrapper`;
-    the original is left untouched. A subclassed model cannot be copied in
-    general, so its sub-layers are wrapped in place and the same object is
-    returned. Layers that hold other layers (custom blocks, `Bidirectional`,
-    `TimeDistributed`, `MultiHeadAttention`) are wrapped whole and have the
-    selected layers inside them pruned.
+    the original is left untouched. Any graph Keras builds is supported:
+    bare operations (`x + y`, `x[:, 0]`, `keras.ops` calls), `Lambda`
+    layers, shared layers, nested models, several or dict inputs and
+    outputs. A subclass of Functional that does not override `call` (e.g. a
+    `keras_hub` model) runs its graph, so it is copied the same way; the
+    copy is a plain Functional model, and a warning says so, unless its
+    constructor takes `(inputs, outputs, name)`. Any other subclassed model
+    cannot be copied in general, so its sub-layers are wrapped in place and
+    the same object is returned. Layers that hold other layers (custom
+    blocks, `Bidirectional`, `TimeDistributed`, `MultiHeadAttention`) are
+    wrapped whole and have the selected layers inside them pruned.
 
     Layers tfprune cannot prune (an unknown custom layer without
     `get_prunable_weights()`) are left as they are and listed in a warning;
@@ -204,7 +211,7 @@ def prune(model, sparsity, *, layers=None, strategy=None):
                 f"Received: model={model.name}"
             )
         return result
-    if is_graph_model(model):
+    if is_graph_model(model) or is_graph_subclass(model):
         result = copy_graph_model(model, wrap)
     else:
         result = model
@@ -255,7 +262,7 @@ def _wrap_subclassed(model, wrap, selector, schedule):
     """Wraps the sub-layers of a subclassed model in place."""
 
     def replace(layer):
-        if is_graph_model(layer):
+        if is_graph_model(layer) or is_graph_subclass(layer):
             sub = copy_graph_model(layer, wrap)
             return sub if find_wrappers(sub) else layer
         if isinstance(layer, keras.Model):

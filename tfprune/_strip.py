@@ -6,7 +6,9 @@ import keras
 
 from tfprune._model_utils import copy_graph_model
 from tfprune._model_utils import is_graph_model
+from tfprune._model_utils import is_graph_subclass
 from tfprune._model_utils import replace_children
+from tfprune._model_utils import warn_if_class_lost
 from tfprune._validation import received
 from tfprune._wrapper import PruningWrapper
 from tfprune._wrapper import find_wrappers
@@ -34,8 +36,11 @@ def strip(model):
     pruned model, with the pruned weights exactly zero.
 
     A Sequential or Functional model is copied: the pruned model is left as
-    it was (it can go on training). A subclassed model is stripped in place
-    and returned.
+    it was (it can go on training). So is a subclass of one that computes
+    its graph (does not override `call`); its copy is a plain Functional
+    model, and a warning says so, unless its constructor takes
+    `(inputs, outputs, name)`. Any other subclassed model is stripped in
+    place and returned.
 
     Args:
         model: a model (or a single `PruningWrapper`) returned by
@@ -64,14 +69,17 @@ def strip(model):
     wrappers = find_wrappers(model)
     if not wrappers:
         return model
-    if is_graph_model(model):
+    if is_graph_model(model) or is_graph_subclass(model):
         for wrapper in wrappers:
             _bake(wrapper)
 
         def unwrap(layer):
             return layer.layer if isinstance(layer, PruningWrapper) else layer
 
+        # Bare operations (`x + y`, `keras.ops` calls) pass through `unwrap`
+        # unchanged; `copy_graph_model` then copies every layer and operation.
         unwrapped = keras.models.clone_model(model, clone_function=unwrap, recursive=True)
+        warn_if_class_lost(model, unwrapped, stacklevel=2)
         return copy_graph_model(unwrapped)
     _strip_subclassed(model)
     return model
@@ -81,7 +89,7 @@ def _strip_subclassed(model):
     def replace(layer):
         if isinstance(layer, PruningWrapper):
             return _unwrap_in_place(layer)
-        if is_graph_model(layer):
+        if is_graph_model(layer) or is_graph_subclass(layer):
             return strip(layer)
         if isinstance(layer, keras.Model):
             _strip_subclassed(layer)

@@ -1,0 +1,243 @@
+"""Functional graphs of every shape Keras can build: prune -> fit -> strip -> save.
+
+Each case builds a small Functional model with one graph feature (bare
+`keras.ops` operations, a `Lambda`, a shared layer, nested models, several
+inputs and outputs, dict inputs) and runs it through the whole life cycle:
+the pruned kernels end exactly at the schedule's sparsity, `strip` keeps the
+predictions, and both models survive a `.keras` round trip.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+import tfprune
+
+L = keras.layers
+FINAL = 0.8
+STEPS = 12  # updates every 2 steps; the schedule ends at step 8
+BATCH = 4
+
+
+def _operations():
+    """Operators, slicing and `keras.ops` calls written inline."""
+    x = keras.Input((6,), name="x")
+    a = L.Dense(8, name="a")(x)
+    b = L.Dense(8, name="b")(x)
+    h = keras.ops.relu(a + b) * keras.ops.mean(a, axis=-1, keepdims=True)
+    h = keras.ops.concatenate([h[:, :5], h[:, 0:1] - 1.0], axis=-1)
+    return keras.Model(x, L.Dense(2, name="head")(h), name="operations")
+
+
+def _lambda():
+    x = keras.Input((6,), name="x")
+    # Keras reloads a lambda without its module's globals: no `keras.` in it.
+    h = L.Lambda(lambda t: t * t + 1.0, name="square")(L.Dense(5, name="a")(x))
+    return keras.Model(x, L.Dense(1, name="head")(h), name="lambda")
+
+
+def _masked_embedding():
+    """`mask_zero=True` adds a bare `NotEqual` operation to the graph."""
+    x = keras.Input((7,), dtype="int32", name="x")
+    h = L.Embedding(12, 5, mask_zero=True, name="embedding")(x)
+    h = L.GlobalAveragePooling1D(name="pool")(h)
+    return keras.Model(x, L.Dense(1, name="head")(h), name="masked_embedding")
+
+
+def _shared_layer():
+    """One layer called on two inputs, another called twice in a row."""
+    x1, x2 = keras.Input((6,), name="x1"), keras.Input((6,), name="x2")
+    shared = L.Dense(6, activation="tanh", name="shared")
+    twice = L.Dense(6, activation="tanh", name="twice")
+    h = twice(twice(shared(x1) - shared(x2)))
+    return keras.Model([x1, x2], L.Dense(1, name="head")(h), name="shared_layer")
+
+
+def _nested():
+    """A Sequential and a Functional model inside, the latter called twice."""
+    inner_x = keras.Input((5,), name="inner_x")
+    inner = keras.Model(
+        inner_x, L.Dense(5, activation="relu", name="inner_dense")(inner_x) + inner_x,
+        name="inner",
+    )
+    stem = keras.Sequential([keras.Input((6,)), L.Dense(5, name="stem_dense")], name="stem")
+    x = keras.Input((6,), name="x")
+    h = inner(inner(stem(x)))
+    return keras.Model(x, L.Dense(1, name="head")(h), name="nested")
+
+
+def _multi_io():
+    x1, x2 = keras.Input((6,), name="x1"), keras.Input((3,), name="x2")
+    h = L.Concatenate(name="join")([L.Dense(7, name="a")(x1), x2])
+    out1 = L.Dense(1, name="out1")(h)
+    out2 = L.Dense(2, name="out2")(h[:, 1:])
+    return keras.Model([x1, x2], [out1, out2], name="multi_io")
+
+
+def _dict_inputs():
+    inputs = {
+        "num": keras.Input((6,), name="num"),
+        "tok": keras.Input((4,), dtype="int32", name="tok"),
+    }
+    tok = keras.ops.sum(L.Embedding(9, 3, name="embedding")(inputs["tok"]), axis=1)
+    h = L.Dense(5, name="a")(inputs["num"]) + L.Dense(5, name="b")(tok)
+    outputs = {"score": L.Dense(1, name="score")(h), "logits": L.Dense(3, name="logits")(h)}
+    return keras.Model(inputs, outputs, name="dict_inputs")
+
+
+def _inputs(model, rng, n):
+    """Random data shaped like `model`'s inputs (same structure)."""
+
+    def one(t):
+        shape = (n,) + tuple(t.shape[1:])
+        if "int" in t.dtype:
+            return rng.integers(0, 5, shape).astype(t.dtype)
+        return rng.standard_normal(shape).astype(t.dtype)
+
+    return keras.tree.map_structure(one, model.input)
+
+
+def _targets(model, rng, n):
+    return keras.tree.map_structure(
+        lambda t: rng.standard_normal((n,) + tuple(t.shape[1:])).astype("float32"), model.output
+    )
+
+
+def _predict(model, x):
+    return keras.tree.map_structure(np.asarray, model.predict(x, verbose=0))
+
+
+def _assert_same(a, b):
+    keras.tree.assert_same_structure(a, b)
+    for left, right in zip(keras.tree.flatten(a), keras.tree.flatten(b)):
+        np.testing.assert_array_equal(left, right)
+
+
+CASES = {
+    "operations": (_operations, ["a/kernel", "b/kernel", "head/kernel"]),
+    "lambda": (_lambda, ["a/kernel", "head/kernel"]),
+    "masked_embedding": (_masked_embedding, ["embedding/embeddings", "head/kernel"]),
+    "shared_layer": (_shared_layer, ["shared/kernel", "twice/kernel", "head/kernel"]),
+    "nested": (_nested, ["stem/stem_dense/kernel", "inner/inner_dense/kernel", "head/kernel"]),
+    "multi_io": (_multi_io, ["a/kernel", "out1/kernel", "out2/kernel"]),
+    "dict_inputs": (
+        _dict_inputs,
+        ["embedding/embeddings", "a/kernel", "b/kernel", "score/kernel", "logits/kernel"],
+    ),
+}
+
+
+def _schedule():
+    return tfprune.schedules.PolynomialDecay(0.0, FINAL, 0, 8)
+
+
+def _check_life_cycle(model, pruned, tensors, rng, tmp_path, safe_mode=True):
+    """fit -> exact sparsity -> strip -> `.keras` round trips; returns the
+    stripped model."""
+    x = _inputs(model, rng, STEPS * BATCH)
+    y = _targets(model, rng, STEPS * BATCH)
+    pruned.compile(keras.optimizers.Adam(0.01), "mse")
+    pruned.fit(x, y, batch_size=BATCH, epochs=1, verbose=0,
+               callbacks=[tfprune.PruningCallback(update_every=2)])
+    assert int(pruned.optimizer.iterations.numpy()) == STEPS
+
+    report = tfprune.sparsity_report(pruned)
+    assert sorted(f"{r['layer']}/{r['weight']}" for r in report.rows) == sorted(tensors)
+    for row in report.rows:
+        assert row["zeros"] == round(row["parameters"] * FINAL), row
+    out = _predict(pruned, x)
+
+    final = tfprune.strip(pruned)
+    assert not any(isinstance(layer, tfprune.PruningWrapper)
+                   for layer in final._flatten_layers(include_self=False))
+    _assert_same(_predict(final, x), out)
+    assert [(r["layer"], r["zeros"]) for r in tfprune.sparsity_report(final).rows] == [
+        (r["layer"], r["zeros"]) for r in report.rows
+    ]
+
+    for name, saved in [("pruned", pruned), ("final", final)]:
+        path = tmp_path / f"{name}.keras"
+        saved.save(path)
+        loaded = keras.saving.load_model(path, safe_mode=safe_mode)
+        _assert_same(_predict(loaded, x), out)
+        assert [r["zeros"] for r in tfprune.sparsity_report(loaded).rows] == [
+            r["zeros"] for r in report.rows
+        ]
+    return final
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_graph_model_prunes_strips_and_saves(case, rng, tmp_path):
+    build, tensors = CASES[case]
+    model = build()
+    x = _inputs(model, rng, 8)
+    before = _predict(model, x)
+    pruned = tfprune.prune(model, _schedule())
+    assert type(pruned) is type(model)
+    _assert_same(_predict(model, x), before)  # the original is left untouched
+    # A Lambda holds Python bytecode: loading it needs `safe_mode=False`.
+    _check_life_cycle(model, pruned, tensors, rng, tmp_path, safe_mode=case != "lambda")
+
+
+class _Net(keras.Model):
+    """A Functional subclass, as keras_hub builds them: `__init__` takes its
+    own arguments and hands a graph to `super().__init__`."""
+
+    def __init__(self, units=6, **kwargs):
+        x = keras.Input((6,), name="x")
+        h = L.Dense(units, name="body")(x)
+        super().__init__(x, L.Dense(1, name="head")(h[:, 1:] * 2.0), **kwargs)
+        self.units = units
+
+
+class _FunctionalLike(keras.Model):
+    """A Functional subclass whose constructor takes `(inputs, outputs)`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+
+
+def test_functional_subclass_is_copied_as_a_plain_functional_model(rng, tmp_path):
+    model = _Net(name="net")
+    with pytest.warns(UserWarning, match="'net' is a _Net; its copy is a plain Functional"):
+        pruned = tfprune.prune(model, _schedule())
+    assert type(pruned).__name__ == "Functional" and not isinstance(pruned, _Net)
+    assert not tfprune.sparsity_report(model).zeros  # the original is untouched
+    _check_life_cycle(model, pruned, ["body/kernel", "head/kernel"], rng, tmp_path)
+
+
+def test_functional_subclass_with_a_graph_constructor_keeps_its_class(rng):
+    x = keras.Input((6,), name="x")
+    model = _FunctionalLike(
+        x, L.Dense(1, name="head")(L.Dense(5, name="body")(x) + 1.0), name="functional_like"
+    )
+    pruned = tfprune.prune(model, _schedule())
+    assert type(pruned) is _FunctionalLike
+    data = _inputs(model, rng, STEPS * BATCH)
+    pruned.compile("adam", "mse")
+    pruned.fit(data, _targets(model, rng, STEPS * BATCH), batch_size=BATCH, verbose=0,
+               callbacks=[tfprune.PruningCallback(update_every=2)])
+    assert [r["zeros"] for r in tfprune.sparsity_report(pruned).rows] == [24, 4]
+    final = tfprune.strip(pruned)
+    assert type(final) is _FunctionalLike
+    _assert_same(_predict(final, data), _predict(pruned, data))
+
+
+class _PrunedNet(keras.Model):
+    """A Functional subclass built around a `PruningWrapper` by hand."""
+
+    def __init__(self, **kwargs):
+        x = keras.Input((6,), name="x")
+        wrapped = tfprune.PruningWrapper(L.Dense(4, name="body"), 0.5)
+        super().__init__(x, keras.ops.sum(wrapped(x), axis=-1), **kwargs)
+
+
+def test_strip_copies_a_functional_subclass_as_a_plain_functional_model(rng):
+    model = _PrunedNet(name="pruned_net")
+    x = rng.standard_normal((5, 6)).astype("float32")
+    out = np.asarray(model(x))
+    with pytest.warns(UserWarning, match="'pruned_net' is a _PrunedNet; its copy is a plain"):
+        final = tfprune.strip(model)
+    assert type(final).__name__ == "Functional"
+    assert [layer.name for layer in final.layers] == ["x", "body"]
+    np.testing.assert_array_equal(np.asarray(final(x)), out)
