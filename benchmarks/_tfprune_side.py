@@ -239,14 +239,13 @@ def update(sizes, repeats: int, sparsity: float, global_max: int = 10**9,
                 continue
             target = min(sparsity, 0.5) if mode == "2:4" else sparsity
             model = _models.big_dense_model(keras, n)
+            # The target at every step, and updates due at every step.
             pruned = tfprune.prune(model, tfprune.schedules.PolynomialDecay(
-                0.0, target, 0, 10**9), strategy=_strategy(mode))
+                target, target, 0, 10**9), strategy=_strategy(mode))
             del model
             gc.collect()
             pruned.compile(optimizer="sgd", loss="mse")
             wrappers = [w for w in pruned.layers if isinstance(w, tfprune.PruningWrapper)]
-            for w in wrappers:  # the schedule's final target, at every call
-                w.schedule = tfprune.schedules.Constant(target, begin_step=0)
             callback = tfprune.PruningCallback(update_every=1)
             callback.set_model(pruned)
             callback.on_train_begin()

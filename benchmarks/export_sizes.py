@@ -39,7 +39,7 @@ import tfprune  # noqa: E402
 from tfprune import export  # noqa: E402
 from tfprune import granularity  # noqa: E402
 from tfprune import strategies  # noqa: E402
-from tfprune._wrapper import find_wrappers  # noqa: E402
+from tfprune._training.wrapper import find_wrappers  # noqa: E402
 
 SPARSITIES = (0.0, 0.5, 0.8, 0.9)
 UNITS_SPARSITY = 0.5  # fraction of each hidden layer's units removed
@@ -96,7 +96,8 @@ def _pruned(model, sparsity):
 
 def _latency(result, x, runs: int) -> float:
     """Median microseconds of one invocation on one sample."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import OpResolverType
 
     interpreter = Interpreter(
         model_path=result.path,
@@ -119,7 +120,8 @@ def _invoke_latency(result, x, runs: int) -> float:
     """Median microseconds of `interpreter.invoke()` alone on one sample set
     once: `_latency` without the signature runner's per-call Python work
     (about 1.5 us here), which weighs on models this small."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import OpResolverType
 
     interpreter = Interpreter(
         model_path=result.path,

@@ -12,8 +12,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from tfprune import _mask_math  # noqa: E402
-from tfprune._wrapper import find_wrappers  # noqa: E402
+from tfprune._masks import core as _mask_math  # noqa: E402
+from tfprune._training.wrapper import find_wrappers  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -19,18 +19,18 @@ from tfprune import export
 from tfprune import granularity
 from tfprune import schedules
 from tfprune import strategies
-from tfprune._callback import PruningCallback
-from tfprune._prune import prune
-from tfprune._quality_guard import QualityGuard
-from tfprune._registry import register_prunable_layer
-from tfprune._report import SparsityReport
-from tfprune._report import sparsity_report
-from tfprune._sensitivity import SensitivityTable
-from tfprune._sensitivity import sensitivity
+from tfprune._analysis.report import SparsityReport
+from tfprune._analysis.report import sparsity_report
+from tfprune._analysis.sensitivity import sensitivity
+from tfprune._base.sensitivity_table import SensitivityTable
+from tfprune._base.walk import register_prunable_layer
 from tfprune._shrink import ShrinkReport
 from tfprune._shrink import shrink
-from tfprune._strip import strip
-from tfprune._wrapper import PruningWrapper
+from tfprune._training.callback import PruningCallback
+from tfprune._training.prune import prune
+from tfprune._training.quality_guard import QualityGuard
+from tfprune._training.strip import strip
+from tfprune._training.wrapper import PruningWrapper
 
 __version__ = "0.1.0"
 

@@ -29,12 +29,12 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfprune._config import _Config
-from tfprune._config import lookup
-from tfprune._mask_math import as_float32
-from tfprune._penalties import GroupLasso
-from tfprune._penalties import L1Regularizer
-from tfprune._validation import received
+from tfprune._base.config import _Config
+from tfprune._base.config import lookup
+from tfprune._base.validation import received
+from tfprune._masks.core import as_float32
+from tfprune._masks.penalties import GroupLasso
+from tfprune._masks.penalties import L1Regularizer
 
 __all__ = [
     "Criterion",

@@ -30,20 +30,20 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfprune._config import _Config
-from tfprune._config import lookup
-from tfprune._mask_math import as_float32
-from tfprune._mask_math import from_groups
-from tfprune._mask_math import lowest_k_mask
-from tfprune._mask_math import num_pruned
-from tfprune._mask_math import to_groups
-from tfprune._structure import UnitGroup
-from tfprune._structure import UnitSlice
-from tfprune._structure import expand_units
-from tfprune._structure import prev_mask as _prev
-from tfprune._structure import unit_totals
-from tfprune._validation import check_sparsity
-from tfprune._validation import received
+from tfprune._base.config import _Config
+from tfprune._base.config import lookup
+from tfprune._base.validation import check_sparsity
+from tfprune._base.validation import received
+from tfprune._masks.core import as_float32
+from tfprune._masks.core import from_groups
+from tfprune._masks.core import lowest_k_mask
+from tfprune._masks.core import num_pruned
+from tfprune._masks.core import to_groups
+from tfprune._masks.units import UnitGroup
+from tfprune._masks.units import UnitSlice
+from tfprune._masks.units import expand_units
+from tfprune._masks.units import prev_mask as _prev
+from tfprune._masks.units import unit_totals
 
 __all__ = [
     "Granularity", "Unstructured", "Block", "NM", "Units", "UnitSlice", "UnitGroup", "get",

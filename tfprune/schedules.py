@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import keras
 
-from tfprune._config import _Config
-from tfprune._validation import check_sparsity
-from tfprune._validation import check_step
-from tfprune._validation import received
+from tfprune._base.config import _Config
+from tfprune._base.validation import check_sparsity
+from tfprune._base.validation import check_step
+from tfprune._base.validation import received
 
 __all__ = ["PruningSchedule", "Constant", "PolynomialDecay", "get", "serialize", "deserialize"]
 

@@ -144,9 +144,9 @@ def run(path):
         prev = (rng.random(n) > 0.1).astype("float32")
         out[f"row/{n}/prev"] = prev
         for k in sorted({0, 1, n // 3, n // 2, n - 1, n}):
-            m = tfprune._mask_math.lowest_k_mask(x[None], k)
+            m = tfprune._masks.core.lowest_k_mask(x[None], k)
             out[f"row/{n}/{k}/plain"] = np.asarray(m).astype(np.uint8)
-            m = tfprune._mask_math.lowest_k_mask(x[None], k, prev[None])
+            m = tfprune._masks.core.lowest_k_mask(x[None], k, prev[None])
             out[f"row/{n}/{k}/prev"] = np.asarray(m).astype(np.uint8)
     np.savez_compressed(path, **out)
     print(f"{len(out)} arrays -> {path}")

@@ -7,16 +7,16 @@ import warnings
 import keras
 import numpy as np
 
-from tfprune._model_utils import is_graph_model
+from tfprune._base.graph import is_graph_model
+from tfprune._base.validation import received
 from tfprune._shrink._graph import LayerPlan
 from tfprune._shrink._graph import UnitGraph
 from tfprune._shrink._report import ShrinkReport
-from tfprune._shrink._surgery import weight_keys
 from tfprune._shrink._surgery import surgery_for
-from tfprune._strip import strip
-from tfprune._validation import received
-from tfprune._wrapper import PruningWrapper
-from tfprune._wrapper import find_wrappers
+from tfprune._shrink._surgery import weight_keys
+from tfprune._training.strip import strip
+from tfprune._training.wrapper import PruningWrapper
+from tfprune._training.wrapper import find_wrappers
 
 _TOLERANCE = 1e-5
 

@@ -21,7 +21,7 @@ import math
 import keras
 import numpy as np
 
-from tfprune import _registry
+from tfprune._base import walk
 from tfprune._shrink._graph import Channels
 from tfprune._shrink._graph import UnitGraph
 
@@ -115,9 +115,9 @@ def weight_keys(layer) -> dict:
     structure and names, so a rebuilt layer has the same keys as the old one.
     """
     keys = {}
-    for _, path, sub in _registry.walk(layer):
+    for _, path, sub in walk.walk(layer):
         prefix = path.split("/", 1)[1] + "/" if "/" in path else ""
-        for variable in _registry.own_weights(sub):
+        for variable in walk.own_weights(sub):
             keys.setdefault(id(variable), prefix + variable.name)
     return keys
 

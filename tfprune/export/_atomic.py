@@ -35,7 +35,7 @@ import time
 
 import tensorflow as tf
 
-from tfprune._validation import received
+from tfprune._base.validation import received
 from tfprune.export._result import ExportWriteError
 
 try:

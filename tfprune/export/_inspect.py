@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from tfprune._validation import received
+from tfprune._base.validation import received
 from tfprune.export import _atomic
 from tfprune.export import _flatbuffer
 
@@ -104,7 +104,7 @@ def _row(name, shape, dtype, storage, stored_bytes, size, zeros):
 
 
 def _keras(path):
-    from tfprune._report import sparsity_report
+    from tfprune._analysis.report import sparsity_report
 
     report = sparsity_report(path)
     tensors = tuple(

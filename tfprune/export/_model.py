@@ -7,10 +7,10 @@ import os
 import keras
 import numpy as np
 
-from tfprune._report import sparsity_report
-from tfprune._strip import strip
-from tfprune._validation import received
-from tfprune._wrapper import find_wrappers
+from tfprune._analysis.report import sparsity_report
+from tfprune._base.validation import received
+from tfprune._training.strip import strip
+from tfprune._training.wrapper import find_wrappers
 
 
 def load(model, name: str = "model"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tfprune import _registry
+from tfprune._base import walk
 from tfprune.export import _atomic
 from tfprune.export import _model
 from tfprune.export._result import ExportError
@@ -85,7 +85,7 @@ def check_sparse(loaded, model) -> float:
     """
     values = _artifact_variables(loaded, model)
     total = zeros = 0
-    for pw in _registry.prunable_weights(model):
+    for pw in walk.prunable_weights(model):
         expected = np.asarray(pw.variable.numpy())
         stored = values.get(id(pw.variable))
         if stored is None or stored.shape != expected.shape:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tfprune._validation import received
+from tfprune._base.validation import received
 from tfprune.export import _atomic
 from tfprune.export import _flatbuffer
 from tfprune.export import _litert

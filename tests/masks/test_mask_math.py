@@ -1,0 +1,218 @@
+"""Pure mask math: exact counts, deterministic ties, monotone masks, gates."""
+
+import keras
+import numpy as np
+import pytest
+
+import tfprune
+from tfprune._masks import core as _mask_math
+
+
+def _np(x):
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+@pytest.mark.parametrize(
+    "size, sparsity, expected",
+    [(10, 0.25, 2), (10, 0.35, 4), (1000, 0.9, 900), (7, 0.5, 4), (3, 0.0, 0), (1, 0.6, 1)],
+)
+def test_num_pruned_is_round_of_n_times_s(size, sparsity, expected):
+    assert _mask_math.num_pruned(size, sparsity) == expected == round(size * sparsity)
+
+
+@pytest.mark.parametrize("shape", [(37,), (6, 7), (3, 3, 2, 5), (2, 1, 1, 9)])
+@pytest.mark.parametrize("sparsity", [0.0, 0.1, 0.33, 0.5, 0.77, 0.95])
+def test_magnitude_mask_prunes_exactly_round_n_s_lowest(rng, shape, sparsity):
+    weights = rng.normal(size=shape).astype("float32")
+    mask = _np(_mask_math.magnitude_mask(weights, sparsity))
+    k = round(weights.size * sparsity)
+    assert mask.shape == shape
+    assert set(np.unique(mask)) <= {0.0, 1.0}
+    assert int((mask == 0).sum()) == k
+    # The pruned weights are the k smallest magnitudes.
+    order = np.argsort(np.abs(weights).ravel(), kind="stable")
+    assert set(np.flatnonzero(mask.ravel() == 0)) == set(order[:k])
+
+
+def test_ties_prune_the_lowest_flat_index_first():
+    mask = _np(_mask_math.magnitude_mask(np.ones((3, 4), "float32"), 0.5))
+    assert mask.ravel().tolist() == [0.0] * 6 + [1.0] * 6
+
+
+def test_ties_with_negatives_compare_magnitudes():
+    weights = np.array([2.0, -1.0, 1.0, 3.0, -1.0, 1.0], "float32")
+    mask = _np(_mask_math.magnitude_mask(weights, 0.5))
+    # Four weights tie at |1|; the two with the lowest indices (1, 2) go,
+    # and the third pruned slot belongs to index 4.
+    assert mask.tolist() == [1.0, 0.0, 0.0, 1.0, 0.0, 1.0]
+
+
+def test_ties_are_deterministic_across_calls(rng):
+    weights = rng.integers(-2, 3, size=(16, 16)).astype("float32")
+    masks = [_np(_mask_math.magnitude_mask(weights, 0.6)) for _ in range(3)]
+    assert all(np.array_equal(masks[0], m) for m in masks[1:])
+    assert int((masks[0] == 0).sum()) == round(256 * 0.6)
+
+
+def test_lowest_k_mask_per_row():
+    scores = np.array([[3.0, 1.0, 2.0, 1.0], [0.0, 5.0, 5.0, 5.0]], "float32")
+    mask = _np(_mask_math.lowest_k_mask(scores, 2))
+    assert mask.tolist() == [[1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 1.0, 1.0]]
+
+
+def test_pruned_weight_stays_pruned_when_sparsity_rises(rng):
+    weights = rng.normal(size=(8, 8)).astype("float32")
+    previous = _np(_mask_math.magnitude_mask(weights, 0.3))
+    # The pruned weights now have the largest magnitudes: without the
+    # previous mask they would all be kept.
+    grown = np.where(previous == 0, 100.0, weights).astype("float32")
+    mask = _np(_mask_math.magnitude_mask(grown, 0.6, previous_mask=previous))
+    assert int((mask == 0).sum()) == round(64 * 0.6)
+    assert np.all(mask[previous == 0] == 0)
+
+
+def test_previous_mask_sparser_than_target_is_kept(rng):
+    weights = rng.normal(size=(10, 10)).astype("float32")
+    previous = _np(_mask_math.magnitude_mask(weights, 0.7))
+    mask = _np(_mask_math.magnitude_mask(weights, 0.4, previous_mask=previous))
+    np.testing.assert_array_equal(mask, previous)
+
+
+@pytest.mark.parametrize("steps", [[0.1, 0.2, 0.5, 0.8, 0.9]])
+def test_masks_are_monotone_over_a_schedule(rng, steps):
+    weights = rng.normal(size=(12, 20)).astype("float32")
+    mask = None
+    for sparsity in steps:
+        weights = weights + rng.normal(scale=0.5, size=weights.shape).astype("float32")
+        new = _np(_mask_math.magnitude_mask(weights, sparsity, previous_mask=mask))
+        if mask is not None:
+            assert np.all(new[mask == 0] == 0)
+        assert int((new == 0).sum()) == round(weights.size * sparsity)
+        mask = new
+
+
+@pytest.mark.parametrize("gates, shape", [(4, (5, 4 * 6)), (3, (6, 3 * 6)), (4, (6, 4 * 6))])
+@pytest.mark.parametrize("sparsity", [0.3, 0.5, 0.85])
+def test_each_gate_block_gets_its_own_threshold(rng, gates, shape, sparsity):
+    units = shape[-1] // gates
+    weights = rng.normal(size=shape).astype("float32")
+    # Gate 0 is tiny: one global threshold would prune it entirely.
+    weights[:, :units] *= 1e-3
+    mask = _np(_mask_math.magnitude_mask(weights, sparsity, gates=gates))
+    n_block = shape[0] * units
+    for g in range(gates):
+        block = mask[:, g * units : (g + 1) * units]
+        assert int((block == 0).sum()) == round(n_block * sparsity), g
+
+
+def test_to_groups_and_from_groups_are_inverse(rng):
+    x = rng.normal(size=(2, 3, 12)).astype("float32")
+    rows = _mask_math.to_groups(x, 4)
+    assert tuple(rows.shape) == (4, 18)
+    # Row g holds gate g's columns.
+    np.testing.assert_array_equal(_np(rows)[1], x[..., 3:6].reshape(-1))
+    np.testing.assert_array_equal(_np(_mask_math.from_groups(rows, x.shape, 4)), x)
+
+
+def test_sparsity_of():
+    assert _mask_math.sparsity_of(np.array([[0.0, 1.0], [0.0, 0.0]])) == 0.75
+    assert _mask_math.sparsity_of(np.zeros((0,))) == 0.0
+
+
+@pytest.mark.parametrize(
+    "layer, gates",
+    [(keras.layers.LSTM(6), 4), (keras.layers.GRU(6), 3)],
+    ids=["lstm", "gru"],
+)
+def test_recurrent_wrapper_prunes_every_gate_exactly(layer, gates):
+    wrapper = tfprune.PruningWrapper(layer, 0.3)
+    wrapper.build((None, 4, 5))
+    wrapper.prune_to(0.3)
+    assert [pw.gates for pw in wrapper.pruned_weights] == [gates, gates]
+    for pw, mask in zip(wrapper.pruned_weights, wrapper.masks):
+        mask = mask.numpy()
+        units = mask.shape[-1] // gates
+        for g in range(gates):
+            block = mask[:, g * units : (g + 1) * units]
+            assert int((block == 0).sum()) == round(block.size * 0.3), (pw.name, g)
+
+
+# ------------------------------------------------------ selection (no sort)
+def _reference_mask(scores, k, previous=None):
+    """Full-sort reference: per row, the k lowest (score, index) pruned."""
+    scores = np.array(scores, dtype=np.float32)
+    if previous is not None:
+        k = max(k, int((previous == 0).sum(axis=1).max()))
+        scores = np.where(previous > 0, scores, -np.inf)
+    scores = np.where(np.isnan(scores), -np.inf, scores)
+    mask = np.ones_like(scores)
+    for r, row in enumerate(scores):
+        mask[r, np.lexsort((np.arange(row.size), row))[: min(k, row.size)]] = 0.0
+    return mask
+
+
+def _rows(kind, rng, shape):
+    if kind == "random":
+        return rng.normal(size=shape)
+    if kind == "few_values":  # ties everywhere, also at the k-th score
+        return rng.integers(0, 3, size=shape).astype("float64")
+    if kind == "descending":
+        return -np.sort(rng.random(shape), axis=1)
+    return np.full(shape, 0.25)  # constant
+
+
+@pytest.mark.parametrize("small", [False, True], ids=["default", "tiny_sample"])
+@pytest.mark.parametrize("kind", ["random", "few_values", "descending", "constant"])
+def test_selection_matches_a_full_sort(rng, monkeypatch, small, kind):
+    if small:  # many selection rounds on short rows: every branch runs
+        monkeypatch.setattr(_mask_math, "_EXACT", 16)
+        monkeypatch.setattr(_mask_math, "_SAMPLE", 8)
+    for rows, n in [(1, 3000), (3, 700), (2, 41)]:
+        scores = _rows(kind, rng, (rows, n)).astype("float32")
+        previous = (rng.random((rows, n)) > 0.3).astype("float32")
+        for k in (1, n // 3, n - 1):
+            for prev in (None, previous):
+                got = _np(_mask_math.lowest_k_mask(scores, k, prev))
+                np.testing.assert_array_equal(got, _reference_mask(scores, k, prev))
+
+
+def test_nan_scores_are_pruned_first():
+    scores = np.array([[0.5, np.nan, 0.1, 0.7, np.nan]], "float32")
+    mask = _np(_mask_math.lowest_k_mask(scores, 3))
+    assert mask.tolist() == [[1.0, 0.0, 0.0, 1.0, 0.0]]
+
+
+def test_selection_never_sorts_a_long_row(rng, monkeypatch):
+    # `top_k` of 90% of a row sorts most of it: 0.5-1.4 s on 10M weights.
+    sorted_sizes = []
+    real_sort = _mask_math.ops.sort
+
+    def recording_sort(x, *args, **kwargs):
+        sorted_sizes.append(int(x.shape[0]))
+        return real_sort(x, *args, **kwargs)
+
+    def no_top_k(*args, **kwargs):
+        raise AssertionError("lowest_k_mask must not call top_k")
+
+    monkeypatch.setattr(_mask_math.ops, "sort", recording_sort)
+    monkeypatch.setattr(_mask_math.ops, "top_k", no_top_k)
+    n = 300_000
+    scores = rng.normal(size=(1, n)).astype("float32")
+    mask = _np(_mask_math.lowest_k_mask(scores, int(0.9 * n)))
+    assert int((mask == 0).sum()) == int(0.9 * n)
+    assert mask[0, np.argmax(scores)] == 1.0 and mask[0, np.argmin(scores)] == 0.0
+    assert sorted_sizes and max(sorted_sizes) <= max(_mask_math._EXACT, _mask_math._SAMPLE)
+
+
+@pytest.mark.parametrize("make", [
+    lambda a: keras.Variable(a),
+    lambda a: keras.Variable(a).value,  # the backend variable (tf.Variable)
+    lambda a: a.tolist(),
+], ids=["keras_variable", "backend_variable", "list"])
+def test_mask_math_accepts_variables_and_lists(rng, make):
+    weights = rng.normal(size=(6, 4)).astype("float32")
+    previous = _np(_mask_math.magnitude_mask(weights, 0.25))
+    expected = _np(_mask_math.magnitude_mask(weights, 0.5, previous))
+    got = _mask_math.magnitude_mask(make(weights), 0.5, make(previous))
+    np.testing.assert_array_equal(_np(got), expected)
+    np.testing.assert_array_equal(_np(_mask_math.as_float32(make(weights))), weights)

@@ -1,0 +1,139 @@
+"""Subclassed models: wrapped in place, stripped in place, saved and loaded."""
+
+import keras
+import numpy as np
+import pytest
+
+import tfprune
+from tfprune._training.wrapper import PruningWrapper
+from tfprune._training.wrapper import find_wrappers
+
+L = keras.layers
+
+
+class Net(keras.Model):
+    """Sub-layers as attributes, in a list, in a dict and in a nested model."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.stem = L.Dense(8, activation="tanh", name="stem")
+        self.blocks = [L.Dense(8, name="block0"), L.Dense(8, name="block1")]
+        self.heads = {"main": L.Dense(2, name="main")}
+        self.norm = L.LayerNormalization(name="norm")
+        self.tower = keras.Sequential([keras.Input((8,)), L.Dense(8, name="tower_dense")], name="tower")
+
+    def call(self, x):
+        x = self.stem(x)
+        for block in self.blocks:
+            x = x + block(x)
+        return self.heads["main"](self.norm(self.tower(x)))
+
+
+def _layers_of(net):
+    return [net.stem, *net.blocks, net.heads["main"], net.norm]
+
+
+@pytest.fixture
+def net(rng):
+    net = Net(name="net")
+    net(rng.random((1, 5)).astype("float32"))
+    return net
+
+
+def test_prune_wraps_sub_layers_in_place_and_strip_restores_them(net, rng, check_pruned):
+    x = rng.random((32, 5)).astype("float32")
+    before = net.predict(x, verbose=0)
+    originals = _layers_of(net)
+
+    pruned = tfprune.prune(net, 0.5)
+    assert pruned is net
+    types = [type(layer) for layer in _layers_of(net)]
+    assert types == [PruningWrapper] * 4 + [L.LayerNormalization]
+    assert [w.layer for w in _layers_of(net)[:4]] == originals[:4]
+    assert isinstance(net.tower, keras.Sequential) and find_wrappers(net.tower)
+    assert len(find_wrappers(net)) == 5
+    # Masks start dense: nothing changes until the callback prunes.
+    np.testing.assert_allclose(net.predict(x, verbose=0), before, rtol=1e-6)
+
+    net.compile("adam", "mse")
+    net.fit(x, x[:, :2], batch_size=8, epochs=2, verbose=0, callbacks=[tfprune.PruningCallback()])
+    check_pruned(net, 0.5)
+    trained = net.predict(x, verbose=0)
+    report = tfprune.sparsity_report(net)
+
+    stripped = tfprune.strip(net)
+    assert stripped is net
+    assert [type(layer) for layer in _layers_of(net)] == [type(layer) for layer in originals]
+    assert _layers_of(net) == originals
+    assert not any(isinstance(layer, PruningWrapper) for layer in net._flatten_layers())
+    np.testing.assert_allclose(net.predict(x, verbose=0), trained, rtol=1e-5, atol=1e-6)
+    assert tfprune.sparsity_report(net).to_dict()["tensors"] == report.to_dict()["tensors"]
+    assert report.sparsity == pytest.approx(0.5)
+    # Pruned variables keep their constraint-free state after strip.
+    assert net.stem.kernel.constraint is None
+
+
+def test_prune_selects_layers_of_a_subclassed_model(net, rng):
+    tfprune.prune(net, 0.5, layers=["block1", "main"])
+    assert [type(layer).__name__ for layer in _layers_of(net)] == [
+        "Dense", "Dense", "PruningWrapper", "PruningWrapper", "LayerNormalization"
+    ]
+    assert not find_wrappers(net.tower)
+
+
+@keras.saving.register_keras_serializable("tfprune_tests")
+class SelfPruning(keras.Model):
+    """Builds its own `PruningWrapper`s in `__init__`."""
+
+    def __init__(self, units=8, sparsity=0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.units, self.sparsity = units, sparsity
+        self.hidden = tfprune.PruningWrapper(L.Dense(units, activation="relu", name="hidden"), sparsity)
+        self.out = tfprune.PruningWrapper(L.Dense(1, name="out"), sparsity)
+
+    def call(self, x):
+        return self.out(self.hidden(x))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "sparsity": self.sparsity}
+
+
+def test_subclassed_model_with_its_own_wrappers_trains_saves_and_loads(
+    rng, tmp_path, check_pruned, masks_of
+):
+    model = SelfPruning(sparsity=tfprune.schedules.Constant(0.75))
+    x = rng.random((32, 4)).astype("float32")
+    model(x[:1])
+    model.compile("adam", "mse")
+    model.fit(x, x[:, :1], batch_size=8, verbose=0, callbacks=[tfprune.PruningCallback()])
+    check_pruned(model, 0.75)
+
+    model.save(tmp_path / "self.keras")
+    loaded = keras.saving.load_model(tmp_path / "self.keras")
+    assert type(loaded) is SelfPruning
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    for a, b in zip(masks_of(loaded).values(), masks_of(model).values()):
+        np.testing.assert_array_equal(a, b)
+    assert loaded.hidden.schedule == tfprune.schedules.Constant(0.75)
+    assert int(loaded.optimizer.iterations.numpy()) == 4
+
+    loaded.fit(x, x[:, :1], batch_size=8, verbose=0, callbacks=[tfprune.PruningCallback()])
+    check_pruned(loaded, 0.75)
+    before = loaded.predict(x, verbose=0)
+    stripped = tfprune.strip(loaded)
+    assert not find_wrappers(stripped)
+    assert type(stripped.hidden) is L.Dense
+    np.testing.assert_allclose(stripped.predict(x, verbose=0), before, rtol=1e-6)
+
+
+def test_prune_a_single_built_layer(rng):
+    dense = L.Dense(4, name="solo")
+    dense.build((None, 3))
+    wrapper = tfprune.prune(dense, 0.5)
+    assert isinstance(wrapper, PruningWrapper) and wrapper.layer is dense
+    # Built with its masks, ready for the callback before any call.
+    assert wrapper.built and wrapper.pruning_step is not None
+    wrapper.prune_to(0.5)
+    assert int((wrapper.masks[0].numpy() == 0).sum()) == 6
+    x = rng.random((2, 3)).astype("float32")
+    np.testing.assert_allclose(wrapper(x), x @ (dense.kernel.numpy() * wrapper.masks[0].numpy()))

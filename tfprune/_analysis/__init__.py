@@ -1,0 +1,1 @@
+"""Analysis of pruned models: `sparsity_report` and `sensitivity`."""

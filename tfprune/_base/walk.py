@@ -1,0 +1,227 @@
+"""Walking a model: its layers, and which of their weights can be pruned.
+
+The registry maps layer classes to the names of their prunable weights and
+the number of gate blocks each weight holds along its last axis (recurrent
+cells: LSTM 4, GRU 3). It is searched with `isinstance`, so subclasses of a
+registered class are supported too. Layers that hold other layers
+(`Bidirectional`, `TimeDistributed`, `MultiHeadAttention`, RNN layers, nested
+models and any custom layer) are searched recursively.
+
+Extension points, in order of precedence:
+1. A layer with a `get_prunable_weights()` method: it returns the variables
+   to prune (biases and normalization parameters should not be among them).
+2. `register_prunable_layer(cls, {"weight_name": gates, ...})`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+
+__all__ = [
+    "PrunableWeight", "register_prunable_layer", "prunable_weights", "walk",
+    "register_transparent", "unwrap", "relative_path",
+]
+
+_REGISTRY: list[tuple[type, dict[str, int]]] = []
+#: `(class, inner)`: layers the walk sees through (`PruningWrapper`
+#: registers itself), `inner(layer)` giving the layer in their place.
+_TRANSPARENT: list = []
+
+
+def register_transparent(layer_class: type, inner) -> None:
+    """Makes `walk` see `inner(layer)` wherever a `layer_class` instance is.
+
+    Wrappers register themselves, so this module needs no import of them.
+    """
+    _TRANSPARENT.append((layer_class, inner))
+
+
+def unwrap(layer):
+    """The layer a transparent wrapper stands for (else `layer` itself)."""
+    for cls, inner in _TRANSPARENT:
+        if isinstance(layer, cls):
+            return inner(layer)
+    return layer
+
+
+def relative_path(path: str, root: str) -> str:
+    """`path` without a leading `root/`."""
+    return path[len(root) + 1:] if path.startswith(root + "/") else path
+
+
+def register_prunable_layer(layer_class: type, weights: dict[str, int]) -> None:
+    """Declares the prunable weights of a layer class.
+
+    Args:
+        layer_class: a `keras.layers.Layer` subclass.
+        weights: maps the name of each prunable variable (as in
+            `variable.name`) to its number of gate blocks along the last
+            axis; 1 for ordinary weights.
+
+    Example:
+
+    ```python
+    tfprune.register_prunable_layer(MyProjection, {"w": 1})
+    ```
+    """
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
+        raise TypeError(
+            "`layer_class` must be a subclass of `keras.layers.Layer`. "
+            f"Received: layer_class={layer_class!r}"
+        )
+    if not isinstance(weights, dict) or not weights or not all(
+        isinstance(k, str) and isinstance(v, int) and v >= 1 for k, v in weights.items()
+    ):
+        raise ValueError(
+            "`weights` must be a non-empty dict mapping variable names to a "
+            f"positive number of gate blocks. Received: weights={weights!r}"
+        )
+    _REGISTRY.insert(0, (layer_class, dict(weights)))
+
+
+for _cls, _weights in [
+    ("Dense", {"kernel": 1}),
+    ("EinsumDense", {"kernel": 1}),
+    ("Conv1D", {"kernel": 1}),
+    ("Conv2D", {"kernel": 1}),
+    ("Conv3D", {"kernel": 1}),
+    ("Conv1DTranspose", {"kernel": 1}),
+    ("Conv2DTranspose", {"kernel": 1}),
+    ("Conv3DTranspose", {"kernel": 1}),
+    ("SeparableConv1D", {"depthwise_kernel": 1, "pointwise_kernel": 1}),
+    ("SeparableConv2D", {"depthwise_kernel": 1, "pointwise_kernel": 1}),
+    ("DepthwiseConv1D", {"kernel": 1}),
+    ("DepthwiseConv2D", {"kernel": 1}),
+    ("Embedding", {"embeddings": 1}),
+    ("SimpleRNNCell", {"kernel": 1, "recurrent_kernel": 1}),
+    ("LSTMCell", {"kernel": 4, "recurrent_kernel": 4}),
+    ("GRUCell", {"kernel": 3, "recurrent_kernel": 3}),
+]:
+    if hasattr(keras.layers, _cls):
+        _REGISTRY.append((getattr(keras.layers, _cls), _weights))
+
+# Layers whose weights are deliberately never pruned: normalization
+# parameters, per-channel activations. `prune` does not list them as
+# unsupported.
+NOT_PRUNED = tuple(
+    getattr(keras.layers, name)
+    for name in [
+        "BatchNormalization",
+        "LayerNormalization",
+        "GroupNormalization",
+        "RMSNormalization",
+        "SpectralNormalization",
+        "Normalization",
+        "PReLU",
+    ]
+    if hasattr(keras.layers, name)
+)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PrunableWeight:
+    """One prunable variable and where it lives.
+
+    Attributes:
+        variable: the `keras.Variable`.
+        layer: the layer that owns it.
+        path: names from the searched layer down to the owner, joined by
+            "/" (e.g. "bidirectional/forward_lstm/lstm_cell").
+        gates: gate blocks along the last axis, each pruned with its own
+            threshold.
+    """
+
+    variable: keras.Variable
+    layer: keras.layers.Layer
+    path: str
+    gates: int = 1
+
+    @property
+    def name(self) -> str:
+        """`path/variable_name`, e.g. "lstm/lstm_cell/kernel"."""
+        return f"{self.path}/{self.variable.name}"
+
+
+def children(layer) -> list:
+    """Direct sub-layers of `layer`, in tracking order."""
+    return list(layer._flatten_layers(include_self=False, recursive=False))
+
+
+def own_weights(layer) -> list:
+    """Variables owned by `layer` itself, not by its sub-layers."""
+    inner = {id(v) for child in children(layer) for v in child.weights}
+    return [v for v in layer.weights if id(v) not in inner]
+
+
+def registered_weights(layer):
+    """`{name: gates}` for a registered or self-describing layer, else None."""
+    if hasattr(layer, "get_prunable_weights") and callable(layer.get_prunable_weights):
+        return {v.name: 1 for v in layer.get_prunable_weights()}
+    for cls, weights in _REGISTRY:
+        if isinstance(layer, cls):
+            return weights
+    return None
+
+
+def _own_prunable(layer, path):
+    if hasattr(layer, "get_prunable_weights") and callable(layer.get_prunable_weights):
+        return [PrunableWeight(v, layer, path, 1) for v in layer.get_prunable_weights()]
+    weights = registered_weights(layer)
+    if not weights:
+        return []
+    return [
+        PrunableWeight(v, layer, path, weights[v.name])
+        for v in own_weights(layer)
+        if v.name in weights
+    ]
+
+
+def walk(layer, path: str | None = None, index_path: tuple = ()):
+    """Yields `(index_path, path, layer)` for `layer` and all layers inside.
+
+    `index_path` is the tuple of child positions from `layer` down, stable
+    across save and load; `path` joins the layer names with "/". Wrappers
+    created by tfprune are transparent: their inner layer takes their place.
+    """
+    layer = unwrap(layer)
+    path = layer.name if path is None else path
+    yield index_path, path, layer
+    seen = set()
+    for i, child in enumerate(children(layer)):
+        if id(child) in seen:
+            continue
+        seen.add(id(child))
+        inner = unwrap(child)
+        yield from walk(child, f"{path}/{inner.name}", index_path + (i,))
+
+
+def prunable_weights(layer, include=None) -> list[PrunableWeight]:
+    """Prunable variables of `layer` and the layers inside it.
+
+    Args:
+        layer: any Keras layer or model.
+        include: optional collection of index paths (tuples, see `walk`);
+            only layers at or below one of them contribute.
+
+    Returns:
+        A list of `PrunableWeight`, in a deterministic order, without
+        duplicates.
+    """
+    found, seen = [], set()
+    for index_path, path, sub in walk(layer):
+        if include is not None and not any(
+            index_path[: len(p)] == tuple(p) for p in include
+        ):
+            continue
+        for pw in _own_prunable(sub, path):
+            if id(pw.variable) not in seen:
+                seen.add(id(pw.variable))
+                found.append(pw)
+    return found
+
+
+def is_not_pruned_by_design(layer) -> bool:
+    """True for normalization layers and others whose weights stay dense."""
+    return isinstance(layer, NOT_PRUNED)

@@ -1,0 +1,369 @@
+"""`PruningCallback`: updates the masks of a pruned model on schedule."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import keras
+
+from tfprune._base.validation import check_positive_int
+from tfprune._base.validation import received
+from tfprune._masks.core import apply_mask
+from tfprune._masks.core import zeros_in
+from tfprune._training import wrapper as _wrapper
+from tfprune._training.update import MaskUpdate
+
+
+def _write_scalar(tag: str, value: float) -> None:
+    """Writes a TensorBoard scalar to the default summary writer.
+
+    `tf.summary.scalar` needs the `tensorboard` package, which TensorFlow no
+    longer installs; this writes the same record (a float32 tensor tagged for
+    the "scalars" plugin) with TensorFlow alone.
+    """
+    import tensorflow as tf
+
+    metadata = tf.compat.v1.SummaryMetadata(
+        plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars")
+    )
+    tf.summary.write(tag, tf.constant(value, tf.float32), metadata=metadata)
+
+
+def _zeros(pw, mask, known) -> int:
+    """Zeros of `pw`'s masked value; from `known` if it was just counted."""
+    if id(pw.variable) in known:
+        return known[id(pw.variable)]
+    return int(keras.ops.convert_to_numpy(zeros_in(apply_mask(pw.variable.value, mask))))
+
+
+def count_zeros(wrappers) -> dict:
+    """`{id(variable): zeros}` of every weight the wrappers prune (reads
+    them all: once per `fit`, or after masks were restored)."""
+    return {id(pw.variable): _zeros(pw, mask, {})
+            for w in wrappers for pw, mask in zip(w.pruned_weights, w.masks)}
+
+
+def overall_sparsity(wrappers, known=None) -> float:
+    """Fraction of zeros over every weight the wrappers prune.
+
+    `known` maps `id(variable)` to a zero count already taken (by the last
+    mask update); those weights are not read again.
+    """
+    known = known or {}
+    total = zeros = 0
+    for w in wrappers:
+        for pw, mask in zip(w.pruned_weights, w.masks):
+            total += math.prod(tuple(pw.variable.shape))
+            zeros += _zeros(pw, mask, known)
+    return zeros / total if total else 0.0
+
+
+def _value(variable):
+    return keras.ops.convert_to_tensor(variable)
+
+
+@dataclasses.dataclass
+class _Cohort:
+    """Wrappers whose masks are updated together, with one schedule."""
+
+    wrappers: list
+    plan: object
+    schedule: object
+    update: object = None
+
+
+def _plan_cohorts(model, wrappers) -> tuple:
+    """`(plan, slots, cohorts)` for the wrappers of `model`.
+
+    The plan covers the whole model; groups without masks (layers left
+    unwrapped) are protected. `slots` is aligned with `plan.weights` (None
+    where there is no mask).
+    """
+    strategies = [w.strategy for w in wrappers]
+    if any(s != strategies[0] for s in strategies):
+        names = {w.name: w.strategy for w in wrappers}
+        raise ValueError(
+            "The PruningWrapper layers of a model must share one strategy: a plan "
+            "covers the whole model. Prune it with one `tfprune.prune(model, "
+            f"sparsity, strategy=...)` call. Received: strategies={names!r}"
+        )
+    plan = strategies[0].plan(model)
+    slots, owner = {}, {}
+    for w in wrappers:
+        for slot in w.slots:
+            slots[id(slot.weight.variable)] = slot
+            owner[id(slot.weight.variable)] = w
+    aligned = [slots.get(id(pw.variable)) for pw in plan.weights]
+    masked = {g.name for g in plan.groups
+              if all(aligned[t] is not None for t in g.group.tensors)}
+    plan = plan.only(masked)
+    schedules = [w.schedule for w in wrappers]
+    if all(s == schedules[0] for s in schedules):
+        return plan, aligned, [_Cohort(list(wrappers), plan, schedules[0])]
+    if plan.strategy.allocation.model_wide:
+        by_wrapper = {w.name: w.schedule for w in wrappers}
+        raise ValueError(
+            f"{type(plan.strategy.allocation).__name__} allocation splits one target "
+            "across the whole model, so every PruningWrapper must share one "
+            f"schedule. Received: schedules={by_wrapper!r}"
+        )
+    cohorts = []
+    for w in wrappers:
+        mine = [g.name for g in plan.groups
+                if owner.get(id(plan.weights[g.group.tensors[0]].variable)) is w]
+        cohorts.append(_Cohort([w], plan.only(mine), w.schedule))
+    return plan, aligned, cohorts
+
+
+@keras.saving.register_keras_serializable("tfprune")
+class PruningCallback(keras.callbacks.Callback):
+    """Updates the pruning masks during `fit`; the one callback pruning needs.
+
+    The clock is `model.optimizer.iterations`, the number of optimizer steps
+    taken, so the schedule survives `steps_per_execution > 1`, several `fit`
+    calls and a model reloaded from a checkpoint. It is read from the device
+    at the start of training and after the first batch (a callback such as
+    `BackupAndRestore` may restore it in between); in between the callback
+    counts the steps of each batch itself, and reads the clock again only
+    when an update is due, so a step with no update costs no transfer from
+    the device. Masks are updated when the schedule has begun and
+    `update_every` steps have passed since the last update, and always at
+    the first opportunity at or after the schedule's `end_step`, so the
+    final sparsity is reached exactly then whatever `update_every` is. The
+    callback checks at the start of training and after every batch (every
+    `steps_per_execution` steps).
+
+    One update is one compiled call per schedule (see `MaskUpdate`): the
+    strategy's scores, counts and masks are computed, the masks assigned
+    and the pruned weights zeroed on the device.
+
+    Each update applies the wrappers' strategy (`tfprune.strategies`) to the
+    whole model at once: one plan, one allocation of the schedule's target
+    across the layers. Wrappers must share one strategy. When they also
+    share one schedule (as `tfprune.prune` makes them) they are all updated
+    at the same steps; wrappers with different schedules are updated each on
+    its own, which only allocations that do not rank layers together
+    (`Uniform`, `PerLayer`) allow. A wrapper whose `frozen` attribute is True
+    (see `tfprune.QualityGuard`) keeps its masks.
+
+    The overall sparsity of the pruned weights is written into `logs` as
+    `"sparsity"`, so it shows in the progress bar and in `History`; it
+    comes from the zeros counted by the last update, not from a recount.
+
+    Args:
+        update_every: minimum number of steps between two mask updates.
+            Defaults to 100.
+        log_dir: optional directory; per-layer sparsity is written there as
+            TensorBoard scalars (`sparsity/<layer>`) at each update, and the
+            overall sparsity at each epoch end.
+
+    Attributes:
+        plan: the `tfprune.strategies.Plan` of the model being trained
+            (set at `on_train_begin`).
+        sparsity: the overall sparsity after the last update.
+
+    Example:
+
+    ```python
+    pruned = tfprune.prune(model, tfprune.schedules.PolynomialDecay(0.0, 0.9, 0, 2000))
+    pruned.compile("adam", "mse")
+    pruned.fit(x, y, epochs=10, callbacks=[tfprune.PruningCallback(update_every=50)])
+    ```
+
+    In a custom training loop, call the hooks yourself. The model must know
+    its optimizer, whose `iterations` are the clock:
+
+    ```python
+    pruned.compile(optimizer=optimizer)
+    callback = tfprune.PruningCallback()
+    callback.set_model(pruned)
+    callback.on_train_begin()
+    for step, (x, y) in enumerate(dataset):
+        train_step(x, y)              # forward with training=True, optimizer.apply
+        callback.on_train_batch_end(step)
+    callback.on_train_end()
+    ```
+    """
+
+    def __init__(self, update_every: int = 100, log_dir: str | None = None):
+        super().__init__()
+        self.update_every = check_positive_int("update_every", update_every)
+        if log_dir is not None and not isinstance(log_dir, str):
+            raise TypeError(
+                f"`log_dir` must be a path string or None. {received('log_dir', log_dir)}"
+            )
+        self.log_dir = log_dir
+        self._wrappers = []
+        self._cohorts = []
+        self._slots = []
+        self.plan = None
+        self._last = {}  # id(wrapper) -> step of its last update, mirrors pruning_step
+        self._zeros = {}  # id(variable) -> zeros, from the last count or update
+        self._writer = None
+        self._clock = 0  # the step, counted on the host between reads
+        self._last_batch = -1
+        self._synced = False
+        self.sparsity = 0.0
+
+    # ------------------------------------------------------------- helpers
+    def _step(self) -> int:
+        """Reads the clock from the device."""
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is None:
+            raise ValueError(
+                "PruningCallback needs a compiled model (its clock is "
+                "`model.optimizer.iterations`); call `model.compile(...)` "
+                f"first. Received: model={self.model.name}"
+            )
+        return int(optimizer.iterations.numpy())
+
+    def _due(self, wrapper, step: int) -> bool:
+        if getattr(wrapper, "frozen", False):
+            return False
+        schedule = wrapper.schedule
+        if step < schedule.begin_step:
+            return False
+        last = self._last[id(wrapper)]
+        if last < 0:
+            return True
+        if last >= schedule.end_step:
+            return False
+        return step - last >= self.update_every or step >= schedule.end_step
+
+    def _any_due(self, step: int) -> bool:
+        return any(
+            self._due(w, step) for c in self._cohorts for w in c.wrappers
+            if not any(getattr(v, "frozen", False) for v in c.wrappers)
+        )
+
+    def _update(self, cohort, step: int) -> dict:
+        """Updates the masks of `cohort`; returns `{id(variable): zeros}`."""
+        if cohort.update is None:
+            names = {id(pw.variable): w.layer.name for w in self._wrappers
+                     for pw in w.pruned_weights}
+            cohort.update = MaskUpdate(cohort.plan, self._slots,
+                                       [w.pruning_step for w in cohort.wrappers], names)
+        schedule = cohort.schedule
+        upcoming = None
+        if cohort.plan.strategy.regularizer is not None:  # the mask the next update gives
+            next_step = max(step, min(step + self.update_every, schedule.end_step))
+            upcoming = (schedule(next_step), next_step)
+        zeros = cohort.update(schedule(step), step=step, final_sparsity=schedule.final_sparsity,
+                              upcoming=upcoming)
+        for wrapper in cohort.wrappers:
+            self._last[id(wrapper)] = step
+        return zeros
+
+    def update_masks(self, step: int | None = None) -> bool:
+        """Updates the masks that are due at `step` (default: the clock).
+
+        Returns:
+            True if any mask changed.
+        """
+        step = self._step() if step is None else int(step)
+        updated, zeros = [], {}
+        for cohort in self._cohorts:
+            frozen = any(getattr(w, "frozen", False) for w in cohort.wrappers)
+            if not frozen and any(self._due(w, step) for w in cohort.wrappers):
+                zeros.update(self._update(cohort, step))
+                updated.extend(cohort.wrappers)
+        if updated:
+            self._zeros.update(zeros)
+            self.sparsity = overall_sparsity(self._wrappers, self._zeros)
+            if self._writer is not None:
+                self._write_layer_scalars(updated, step, self._zeros)
+        return bool(updated)
+
+    def _resync(self):
+        """Reads the step, the wrappers' last updates and the zeros again:
+        at the start of training, or after masks were restored."""
+        self._clock = self._step()
+        self._last = {id(w): int(w.pruning_step.numpy()) for w in self._wrappers}
+        self._zeros = count_zeros(self._wrappers)
+        self.sparsity = overall_sparsity(self._wrappers, self._zeros)
+        for wrapper in self._wrappers:
+            wrapper._restored = False
+
+    def _write_layer_scalars(self, wrappers, step, zeros):
+        with self._writer.as_default(step=step):
+            for wrapper in wrappers:
+                for pw, mask in zip(wrapper.pruned_weights, wrapper.masks):
+                    size = math.prod(tuple(pw.variable.shape))
+                    _write_scalar(f"sparsity/{pw.name}", _zeros(pw, mask, zeros) / size)
+            _write_scalar("sparsity/overall", self.sparsity)
+        self._writer.flush()
+
+    # --------------------------------------------------------------- hooks
+    def on_train_begin(self, logs=None):
+        self._wrappers = _wrapper.find_wrappers(self.model)
+        if not self._wrappers:
+            raise ValueError(
+                "PruningCallback found no PruningWrapper in the model; prune it "
+                "first with `tfprune.prune(model, sparsity)`. "
+                f"Received: model={self.model.name}"
+            )
+        unbuilt = [w.name for w in self._wrappers if w.pruning_step is None]
+        if unbuilt:
+            raise ValueError(
+                f"PruningWrapper layers {unbuilt} are not built; build the model "
+                "(call it on data or give it an Input) before training. "
+                f"Received: model={self.model.name}"
+            )
+        self.plan, self._slots, self._cohorts = _plan_cohorts(self.model, self._wrappers)
+        for wrapper in self._wrappers:
+            wrapper._callback_active = True
+        if self.log_dir is not None:
+            import tensorflow as tf
+
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        self._resync()
+        self._last_batch, self._synced = -1, False
+        self.update_masks(self._clock)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._last_batch = -1
+        # QualityGuard may have restored earlier masks and steps.
+        if any(getattr(w, "_restored", False) for w in self._wrappers):
+            self._resync()
+
+    def on_train_batch_end(self, batch, logs=None):
+        # `batch` is the index of the last step of this batch in the epoch
+        # (several with `steps_per_execution`); a custom loop that restarts
+        # its count starts a new epoch.
+        batch = int(batch)
+        steps = (self.params or {}).get("steps")
+        if steps:  # the last execution of an epoch can be shorter
+            batch = min(batch, int(steps) - 1)
+        self._clock += batch - self._last_batch if batch > self._last_batch else batch + 1
+        self._last_batch = batch
+        if not self._synced or self._any_due(self._clock):
+            # The first batch (a callback may have restored the step at
+            # train begin) and due updates read the exact step.
+            self._synced = True
+            self._clock = self._step()
+            self.update_masks(self._clock)
+        if logs is not None:
+            logs["sparsity"] = self.sparsity
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["sparsity"] = self.sparsity
+        if self._writer is not None:
+            with self._writer.as_default(step=self._clock):
+                _write_scalar("sparsity/overall", self.sparsity)
+            self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        for wrapper in self._wrappers:
+            wrapper._callback_active = False
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def get_config(self):
+        return {"update_every": self.update_every, "log_dir": self.log_dir}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

@@ -1,0 +1,117 @@
+"""The state a `PruningWrapper` keeps: masks, step, and the strategy's extras.
+
+`create_state` adds the wrapper's variables (their order is the save
+format: one mask per pruned weight, the pruning step, then the extras the
+strategy needs) and puts a `_MaskConstraint` on every masked variable.
+`tfprune._training.update.MaskUpdate` assigns new masks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import keras
+
+from tfprune._masks.core import apply_mask
+from tfprune.strategies._structure import recurrent_biases
+
+
+class _MaskConstraint:
+    """Variable constraint that zeroes pruned weights after every update.
+
+    Keras optimizers apply `variable.constraint` after each step, so weights
+    pruned by the mask stay exactly zero in the variable itself; a model
+    saved at any moment is as sparse as its masks. A constraint the user set
+    on the variable runs first.
+    """
+
+    def __init__(self, mask, inner=None):
+        self.mask = mask
+        self.inner = inner
+
+    def __call__(self, w):
+        if self.inner is not None:
+            w = self.inner(w)
+        return apply_mask(w, self.mask)
+
+
+@dataclasses.dataclass
+class Slot:
+    """The state a wrapper keeps for one masked tensor.
+
+    Attributes:
+        weight: the `PrunableWeight`.
+        mask: its mask variable.
+        score: the criterion's state variable (gradient criteria), or None.
+        next_mask: the mask of the next update (with a regularizer), or None.
+        counted: False for a recurrent bias masked with its units (`Units`):
+            not a pruned weight, left out of the sparsity totals.
+    """
+
+    weight: object
+    mask: object
+    score: object = None
+    next_mask: object = None
+    counted: bool = True
+
+
+def _variable_name(pw, suffix) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", f"{pw.name}_{suffix}")
+
+
+def _add_state(layer, pw, suffix, initializer, dtype=None):
+    return layer.add_weight(
+        name=_variable_name(pw, suffix),
+        shape=pw.variable.shape,
+        dtype=dtype or pw.variable.dtype,
+        initializer=initializer,
+        trainable=False,
+        aggregation="only_first_replica",
+    )
+
+
+def create_state(layer, pruned, strategy) -> tuple:
+    """Adds to `layer` (the wrapper) the variables for the weights `pruned`.
+
+    Args:
+        layer: the `PruningWrapper`.
+        pruned: its `PrunableWeight`s.
+        strategy: the resolved `Strategy`: with `Units`, the recurrent cells'
+            biases get masks too; a gradient criterion adds a score per
+            weight; a regularizer the mask of the next update.
+
+    Returns:
+        `(masks, pruning_step, slots, original_constraints)`.
+    """
+    biases = recurrent_biases(pruned) if strategy.granularity.structured else []
+    was_locked = layer._tracker.locked
+    layer._tracker.unlock()
+    try:
+        # Variable order is the save format: masks, step, then extras.
+        masks = [_add_state(layer, pw, "mask", "ones") for pw in pruned]
+        step = layer.add_weight(
+            name="pruning_step",
+            shape=(),
+            dtype="int64",
+            initializer=keras.initializers.Constant(-1),
+            trainable=False,
+            aggregation="only_first_replica",
+        )
+        slots = [Slot(pw, m) for pw, m in zip(pruned, masks)]
+        slots += [Slot(pw, _add_state(layer, pw, "mask", "ones"), counted=False)
+                  for pw in biases]
+        for slot in slots[:len(pruned)]:
+            if strategy.criterion.needs_gradients:
+                slot.score = _add_state(layer, slot.weight, "score", "zeros", "float32")
+            if strategy.regularizer is not None:
+                slot.next_mask = _add_state(layer, slot.weight, "next_mask", "ones")
+    finally:
+        if was_locked:
+            layer._tracker.lock()
+    originals = []
+    for slot in slots:
+        variable = slot.weight.variable
+        originals.append(variable.constraint)
+        variable.constraint = _MaskConstraint(slot.mask, variable.constraint)
+    return masks, step, slots, originals

@@ -1,0 +1,339 @@
+"""`PruningWrapper`: a Keras layer wrapper that masks the weights it wraps."""
+
+from __future__ import annotations
+
+import inspect
+
+import keras
+from keras import ops
+
+from tfprune import criteria as criteria_lib
+from tfprune import schedules as schedules_lib
+from tfprune import strategies as strategies_lib
+from tfprune._base import walk
+from tfprune._base.validation import received
+from tfprune._masks.core import apply_mask
+from tfprune._training.state import Slot  # noqa: F401 (re-exported)
+from tfprune._training.state import create_state
+from tfprune._training.update import MaskUpdate
+
+
+def _accepts(fn, name) -> bool:
+    params = inspect.signature(fn).parameters
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _builds_from_one_shape(layer) -> bool:
+    """True if `layer.build(input_shape)` creates the layer's weights.
+
+    False for layers that only get their weights when first called: those
+    whose `build` is Keras' default (custom blocks that create sub-layers in
+    `__init__`) or takes several shapes (MultiHeadAttention).
+    """
+    if getattr(layer.build, "_is_default", False):
+        return False
+    params = [
+        p
+        for p in inspect.signature(layer.build).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    return len(params) <= 1
+
+
+@keras.saving.register_keras_serializable("tfprune")
+class PruningWrapper(keras.layers.Wrapper):
+    """Prunes the weights of a layer during training.
+
+    The wrapper keeps one mask per prunable weight (kernels, embeddings,
+    recurrent kernels; never biases or normalization parameters). Masks act
+    in the forward pass, so pruned weights contribute nothing and receive a
+    zero gradient, and a variable constraint keeps them exactly zero in the
+    variable after every optimizer step. `tfprune.PruningCallback` updates
+    the masks during `fit` following the sparsity schedule and the strategy.
+
+    Any layer whose weights tfprune can find is accepted: Dense, EinsumDense,
+    convolutions, Embedding, MultiHeadAttention, SimpleRNN/LSTM/GRU (each
+    gate block gets its own threshold), Bidirectional, TimeDistributed,
+    nested models, custom layers that hold such layers, and layers that
+    implement `get_prunable_weights()`.
+
+    The strategy decides what else the wrapper keeps, in variables saved
+    with the model: with `Units`, masks for the biases of recurrent cells;
+    with a gradient criterion (`Taylor`, `Movement`), a score per pruned
+    weight, fed by the backward pass while training; with a regularizer, the
+    mask of the next update, and a penalty added to the loss while training.
+    The default strategy adds nothing to the train step.
+
+    Args:
+        layer: the `keras.layers.Layer` to prune.
+        sparsity: a number in [0, 1) or a `tfprune.schedules.PruningSchedule`.
+        include: optional list of index paths (lists of child positions, see
+            `tfprune.prune`) that restrict pruning to some of the layers
+            inside `layer`. `None` (default) prunes all of them.
+        strategy: a `tfprune.strategies.Strategy` or a preset name. Defaults
+            to `Strategy()`: magnitude, unstructured, every tensor at the
+            schedule's sparsity.
+        **kwargs: base layer arguments, such as `name`.
+
+    Attributes:
+        frozen: when True, `PruningCallback` no longer updates the masks
+            (set by `tfprune.QualityGuard`; not saved).
+
+    Example:
+
+    ```python
+    model = keras.Sequential([
+        keras.Input((20,)),
+        tfprune.PruningWrapper(keras.layers.Dense(64, activation="relu"), sparsity=0.8),
+        keras.layers.Dense(1),
+    ])
+    model.compile("adam", "mse")
+    model.fit(x, y, epochs=3, callbacks=[tfprune.PruningCallback()])
+    ```
+    """
+
+    def __init__(self, layer, sparsity, include=None, strategy=None, **kwargs):
+        if not isinstance(layer, keras.layers.Layer):
+            raise TypeError(
+                "`layer` must be a `keras.layers.Layer` instance. "
+                f"{received('layer', layer)}"
+            )
+        if isinstance(layer, PruningWrapper):
+            raise ValueError(
+                f"Layer '{layer.layer.name}' is already wrapped in a "
+                "PruningWrapper; a layer can be wrapped only once. "
+                f"Received: layer={layer.name}"
+            )
+        nested = [
+            sub.name
+            for sub in layer._flatten_layers(include_self=False)
+            if isinstance(sub, PruningWrapper)
+        ]
+        if nested:
+            raise ValueError(
+                f"Layer '{layer.name}' already contains PruningWrapper layers "
+                f"{nested}; a layer can be wrapped only once. "
+                f"Received: layer={layer.name}"
+            )
+        self.schedule = schedules_lib.get(sparsity, "sparsity")
+        self.strategy = (
+            strategies_lib.Strategy() if strategy is None else strategies_lib.get(strategy)
+        )
+        if include is not None:
+            include = [tuple(int(i) for i in p) for p in include]
+        self.include = include
+        kwargs.setdefault("name", f"pruned_{layer.name}")
+        super().__init__(layer, **kwargs)
+        self._call_passes_training = _accepts(layer.call, "training")
+        self.supports_masking = layer.supports_masking
+        self.frozen = False
+        self._pruned = []
+        self._masks = []
+        self._slots = []
+        self._original_constraints = []
+        self._resolved = None
+        self._local_plan = None
+        self.pruning_step = None
+        # Set by `PruningCallback.on_train_begin` and cleared at
+        # `on_train_end`: training a pruned layer without it is an error.
+        self._callback_active = False
+        # Set when masks and steps were restored from elsewhere (see
+        # `QualityGuard`): `PruningCallback` then reads them again.
+        self._restored = False
+        self._mask_update = None
+
+    # ----------------------------------------------------------------- build
+    def build(self, input_shape=None):
+        if not self.layer.built:
+            if not _builds_from_one_shape(self.layer):
+                # Built by its first (possibly symbolic) call instead; the
+                # masks are created right after it.
+                return
+            self.layer.build(input_shape)
+        # A layer can claim to be built and still lack its weights (a custom
+        # block rebuilt from a config); then the masks wait for the call.
+        self._create_masks(strict=False)
+
+    def _create_masks(self, strict=True):
+        if self.pruning_step is not None:
+            return
+        self._pruned = walk.prunable_weights(self.layer, include=self.include)
+        if not self._pruned:
+            if not strict:
+                return
+            raise ValueError(
+                f"Layer '{self.layer.name}' ({type(self.layer).__name__}) has no "
+                "weight that tfprune can prune (supported: kernels, embeddings "
+                "and recurrent kernels of the layers listed in the docs, or a "
+                "`get_prunable_weights()` method). "
+                f"Received: layer={self.layer.name}"
+            )
+        self._resolved = self.strategy.resolve(self.layer)
+        self._masks, self.pruning_step, self._slots, self._original_constraints = (
+            create_state(self, self._pruned, self._resolved)
+        )
+
+    def _ensure_masks(self, inputs, args, kwargs):
+        if self.pruning_step is None:
+            self._create_masks(strict=False)
+        if self.pruning_step is None:
+            self.layer(inputs, *args, **kwargs)  # builds the inner layer
+            self._create_masks()
+
+    # -------------------------------------------------------------- forward
+    def _inner_kwargs(self, training, kwargs):
+        # The Keras mask of the inputs travels with the input tensors and is
+        # picked up by the inner layer's own `__call__`.
+        kwargs = dict(kwargs)
+        if self._call_passes_training and training is not None:
+            kwargs["training"] = training
+        return kwargs
+
+    def _mapped_value(self, slot, training):
+        variable = slot.weight.variable
+        value = apply_mask(variable, slot.mask)
+        if training is True and slot.score is not None:
+            value = criteria_lib.accumulate_on_backward(
+                value, slot.score, self._resolved.criterion, weight=variable
+            )
+        return value
+
+    def call(self, inputs, *args, training=None, **kwargs):
+        kwargs = self._inner_kwargs(training, kwargs)
+        self._ensure_masks(inputs, args, kwargs)
+        if training is True and not self._callback_active:
+            raise RuntimeError(
+                f"PruningWrapper '{self.name}' is being trained without "
+                "`tfprune.PruningCallback`, so its masks would never be "
+                "updated and the model would train dense. Pass "
+                "`callbacks=[tfprune.PruningCallback()]` to `fit` (in a custom "
+                "loop, call the callback's hooks; see the docs)."
+            )
+        if training is True and self._resolved.regularizer is not None:
+            for slot in self._slots:
+                if slot.next_mask is not None:
+                    self.add_loss(self._resolved.regularizer(slot.weight.variable, slot.next_mask))
+        # One multiply per masked weight: pruned weights contribute nothing
+        # and get exactly zero gradient, whatever the variable holds.
+        mapping = [(s.weight.variable, self._mapped_value(s, training)) for s in self._slots]
+        with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
+            outputs = self.layer(inputs, *args, **kwargs)
+        # Variables other than the masked weights (seed generators of dropout,
+        # moving statistics, RNN states) were updated inside the scope only.
+        masked = {id(s.weight.variable) for s in self._slots}
+        for variable in self.layer.variables:
+            if id(variable) not in masked:
+                value = scope.get_current_value(variable)
+                if value is not None:
+                    variable.assign(value)
+        if scope.losses:
+            self.add_loss(scope.losses)
+        return outputs
+
+    def compute_output_spec(self, inputs, *args, training=None, **kwargs):
+        kwargs = self._inner_kwargs(training, kwargs)
+        self._ensure_masks(inputs, args, kwargs)
+        return self.layer.compute_output_spec(inputs, *args, **kwargs)
+
+    def compute_output_shape(self, *args, **kwargs):
+        return self.layer.compute_output_shape(*args, **kwargs)
+
+    def compute_mask(self, inputs, mask=None):
+        return self.layer.compute_mask(inputs, mask)
+
+    # ------------------------------------------------------------- pruning
+    @property
+    def pruned_weights(self) -> list:
+        """The `PrunableWeight`s this wrapper prunes, in mask order."""
+        return list(self._pruned)
+
+    @property
+    def masks(self) -> list:
+        """The mask variables, one per entry of `pruned_weights`."""
+        return list(self._masks)
+
+    @property
+    def slots(self) -> list:
+        """Every masked tensor with its state (`Slot`s): the entries of
+        `pruned_weights`, then the recurrent biases masked by `Units`."""
+        return list(self._slots)
+
+    def masked_values(self) -> list:
+        """Current effective values (weight x mask) of the pruned weights."""
+        return [
+            apply_mask(pw.variable.value, m)
+            for pw, m in zip(self._pruned, self._masks)
+        ]
+
+    def check_finite(self) -> None:
+        """Raises a `ValueError` naming the weight if one holds NaN or inf."""
+        for pw in self._pruned:
+            if not bool(ops.all(ops.isfinite(pw.variable.value))):
+                raise ValueError(
+                    f"Weight '{pw.name}' of layer '{self.layer.name}' holds NaN or "
+                    "infinite values, so it cannot be ranked for pruning; the "
+                    "training has diverged (lower the learning rate or check "
+                    f"the data). Received: layer={self.layer.name}"
+                )
+
+    def plan(self):
+        """The wrapper's strategy applied to its own weights alone (a
+        `tfprune.strategies.Plan`; no input/output protection, which needs
+        the whole model). `prune_to` uses it."""
+        if self._local_plan is None:
+            self._local_plan = self.strategy.plan_weights(self.layer, self._pruned, io=False)
+        return self._local_plan
+
+    def prune_to(self, sparsity: float) -> None:
+        """Updates every mask to `sparsity` with the wrapper's strategy.
+
+        The strategy (by default magnitude, each gate block of each weight
+        exactly `round(n * sparsity)` pruned) is applied to this wrapper's
+        weights alone (`PruningCallback` plans over the whole model). A
+        pruned weight stays pruned; pruned weights are zeroed in the
+        variables too.
+
+        Raises:
+            ValueError: if the wrapper is not built, or a weight holds NaN
+                or infinite values.
+        """
+        if self.pruning_step is None:
+            raise ValueError(
+                f"PruningWrapper '{self.name}' is not built yet; call it on "
+                f"data or build the model first. Received: sparsity={sparsity}"
+            )
+        if self._mask_update is None:
+            plan = self.plan()
+            slots = {id(s.weight.variable): s for s in self._slots}
+            names = {id(pw.variable): self.layer.name for pw in self._pruned}
+            self._mask_update = MaskUpdate(
+                plan, [slots.get(id(pw.variable)) for pw in plan.weights], layer_names=names)
+        self._mask_update(sparsity)
+
+    def restore_constraints(self) -> None:
+        """Puts back the constraints the variables had before wrapping."""
+        for slot, original in zip(self._slots, self._original_constraints):
+            slot.weight.variable.constraint = original
+
+    # -------------------------------------------------------------- config
+    def get_config(self):
+        config = super().get_config()
+        config["sparsity"] = schedules_lib.serialize(self.schedule)
+        config["include"] = None if self.include is None else [list(p) for p in self.include]
+        config["strategy"] = keras.saving.serialize_keras_object(self.strategy)
+        return config
+
+
+# The model walk sees the wrapped layer in the wrapper's place.
+walk.register_transparent(PruningWrapper, lambda wrapper: wrapper.layer)
+
+
+def find_wrappers(model) -> list:
+    """All `PruningWrapper` layers inside `model` (or `model` itself)."""
+    if isinstance(model, PruningWrapper):
+        return [model]
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=False)
+        if isinstance(layer, PruningWrapper)
+    ]
