@@ -223,6 +223,21 @@ def epoch_timer(keras):
     return EpochTimer()
 
 
+def time_fits(keras, fits: dict, x, y, batch_size: int, epochs: int, rounds: int) -> dict:
+    """Epoch times of alternated fits: `fits` maps a name to `(model,
+    callbacks_factory)`; each round fits every model `1 + epochs` epochs in
+    turn, and the warm-up epoch of each fit is dropped. Returns `{name:
+    [seconds, ...]}`."""
+    times = {name: [] for name in fits}
+    for _ in range(rounds):
+        for name, (model, callbacks) in fits.items():
+            timer = epoch_timer(keras)
+            model.fit(x, y, batch_size=batch_size, epochs=1 + epochs,
+                      callbacks=callbacks() + [timer], verbose=0)
+            times[name].extend(timer.times[1:])
+    return times
+
+
 def update_width(n_weights: int, n_layers: int = UPDATE_LAYERS) -> int:
     """Width of the square Dense layers that hold about `n_weights`."""
     return int(round(math.sqrt(n_weights / n_layers)))

@@ -138,14 +138,10 @@ def cost(job) -> list:
                 pruning_schedule=_schedule(cfg, job["sparsity"], end_step=end, frequency=every),
             )
             _models.compile_model(tf_keras, pruned, cfg)
-            times = {"dense": [], "pruned": []}
-            for _ in range(job["rounds"]):
-                for kind, model in (("dense", dense), ("pruned", pruned)):
-                    timer = _models.epoch_timer(tf_keras)
-                    extra = [sparsity_api.UpdatePruningStep()] if kind == "pruned" else []
-                    model.fit(data.x_train, data.y_train, batch_size=cfg.batch_size,
-                              epochs=1 + job["epochs"], callbacks=extra + [timer], verbose=0)
-                    times[kind].extend(timer.times[1:])
+            times = _models.time_fits(tf_keras, {
+                "dense": (dense, list),
+                "pruned": (pruned, lambda: [sparsity_api.UpdatePruningStep()]),
+            }, data.x_train, data.y_train, cfg.batch_size, job["epochs"], job["rounds"])
             rec = {"task": name, "framework": FRAMEWORK, "every": every,
                    "steps_per_epoch": steps,
                    "dense_epoch_s": times["dense"], "pruned_epoch_s": times["pruned"]}

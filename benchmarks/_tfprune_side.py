@@ -184,14 +184,10 @@ def cost(configs: dict, sparsity: float, epochs: int, rounds: int,
             schedule, update_every = _cost_schedule(every, sparsity, total)
             pruned = tfprune.prune(_model(cfg, data, dense.get_weights()), schedule)
             _models.compile_model(keras, pruned, cfg)
-            times = {"dense": [], "pruned": []}
-            for _ in range(rounds):
-                for kind, model in (("dense", dense), ("pruned", pruned)):
-                    timer = _models.epoch_timer(keras)
-                    extra = [tfprune.PruningCallback(update_every)] if kind == "pruned" else []
-                    model.fit(data.x_train, data.y_train, batch_size=cfg.batch_size,
-                              epochs=1 + epochs, callbacks=extra + [timer], verbose=0)
-                    times[kind].extend(timer.times[1:])
+            times = _models.time_fits(keras, {
+                "dense": (dense, list),
+                "pruned": (pruned, lambda: [tfprune.PruningCallback(update_every)]),
+            }, data.x_train, data.y_train, cfg.batch_size, epochs, rounds)
             rec = {"task": name, "framework": FRAMEWORK, "every": every,
                    "steps_per_epoch": steps,
                    "dense_epoch_s": times["dense"], "pruned_epoch_s": times["pruned"]}
@@ -304,14 +300,10 @@ def layer_cost(repeats: int, every: int = 10, epochs: int = 3, steps: int = 40) 
     schedule = tfprune.schedules.PolynomialDecay(0.0, 0.5, 0, (total // every + 1) * every)
     pruned = tfprune.prune(build(), schedule)
     compile_(pruned)
-    times = {"dense": [], "pruned": []}
-    for _ in range(2):
-        for kind, model in (("dense", dense), ("pruned", pruned)):
-            timer = _models.epoch_timer(keras)
-            extra = [tfprune.PruningCallback(every)] if kind == "pruned" else []
-            model.fit(x, y, batch_size=32, epochs=1 + epochs, callbacks=extra + [timer],
-                      verbose=0)
-            times[kind].extend(timer.times[1:])
+    times = _models.time_fits(keras, {
+        "dense": (dense, list),
+        "pruned": (pruned, lambda: [tfprune.PruningCallback(every)]),
+    }, x, y, 32, epochs, 2)
     ratio = _models.median(times["pruned"]) / _models.median(times["dense"])
     log(f"  [tfprune] MobileNetV2: {n_layers} pruned layers, update {all_layers * 1e3:.1f} ms "
         f"(one layer {single * 1e3:.2f} ms), fit ratio at every {every}: {ratio:.2f}")

@@ -1,11 +1,13 @@
 """The README and the API reference stay true to the code."""
 
+import json
 import os
 import re
 
 import numpy as np
 
 from tools import gen_api_docs
+from tools import readme_tables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -30,3 +32,11 @@ def test_readme_quickstart_runs(tmp_path, monkeypatch):
     loaded = namespace["keras"].saving.load_model("pruned.keras")
     x = namespace["x"][:16]
     np.testing.assert_allclose(loaded.predict(x, verbose=0), final.predict(x, verbose=0), atol=1e-6)
+
+
+def test_readme_benchmark_figures_come_from_the_saved_results():
+    with open(os.path.join(ROOT, "docs", "benchmarks.json")) as f:
+        block = readme_tables.render(json.load(f))
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    assert block in readme, "run `python tools/readme_tables.py` to rewrite the README tables"
