@@ -265,6 +265,9 @@ def parse_args(argv):
     parser.add_argument("--tfmot-python", default=None, help="interpreter of the tfmot side")
     parser.add_argument("--no-tfmot", action="store_true", help="run the tfprune side alone")
     parser.add_argument("--keep-work", action="store_true", help="keep the temporary files")
+    parser.add_argument("--merge", action="store_true",
+                        help="re-measure the --only sections into the existing --json, keeping "
+                             "the others")
     args = parser.parse_args(argv)
     args.only = _choices("--only", args.only, MEASUREMENTS)
     args.tasks = _choices("--tasks", args.tasks, _models.TASKS)
@@ -310,10 +313,22 @@ def main(argv=None) -> int:
             worker = find_worker(args.tfmot_python, work_dir)
         log(f"tfmot side: {worker.note}")
         results = {"meta": _meta(args, argv, worker)}
+        if args.merge and os.path.exists(args.json):
+            with open(args.json) as f:
+                previous = json.load(f)
+            meta = previous["meta"]
+            # The other sections stay as measured before; the report lists
+            # both commands and when each section was measured.
+            meta.setdefault("remeasured", []).append(
+                {"sections": list(args.only), "date": results["meta"]["date"],
+                 "command": results["meta"]["commands"][0]})
+            meta["commands"] = meta["commands"] + [results["meta"]["commands"][0]]
+            results = {**previous, "meta": meta}
         for name in args.only:
             log(f"== {name} ==")
             results[name] = globals()[f"measure_{name}"](args, worker)
-        results["meta"]["seconds"] = time.perf_counter() - start
+        if not args.merge:
+            results["meta"]["seconds"] = time.perf_counter() - start
         text = _report.write(results, args.out, args.json, args.img_dir)
         print(text)
         log(f"Wrote {args.out}, {args.json} and plots in {args.img_dir} "

@@ -292,6 +292,9 @@ def markdown(results: dict, images: dict) -> str:
         _table(["package", "tfprune process", "tfmot process"], version_rows) + "\n",
         "Commands:\n\n```\n" + "\n".join(meta["commands"]) + "\n```\n",
     ]
+    for again in meta.get("remeasured", []):
+        parts.append(f"Re-measured on {again['date']} with `{again['command']}`: "
+                     f"{', '.join(again['sections'])}.\n")
     sections = [("quality", "1. Quality after pruning", quality_tables),
                 ("cost", "2. Training cost: pruned fit / unpruned fit", cost_table),
                 ("update", "3. Mask update cost (one update of every mask)", update_table),

@@ -201,25 +201,37 @@ def _kth_smallest(x, k, rounds=_ROUNDS):
     at_hi = ops.clip(ops.cast(ops.floor(centre + margin), "int32"), 0, _SAMPLE - 1)
     lo, hi = ops.take(sample, at_lo), ops.take(sample, at_hi)
     below_lo = _count(ops.less(x, lo))
-    inside = ops.logical_and(ops.greater_equal(x, lo), ops.less_equal(x, hi))
-    n_inside = _count(inside)
-    hit = ops.logical_and(ops.less(below_lo, k), ops.less_equal(k, below_lo + n_inside))
+    upto_lo = _count(ops.less_equal(x, lo))
+    below_hi = _count(ops.less(x, hi))
+    upto_hi = _count(ops.less_equal(x, hi))
+    inside = ops.logical_and(ops.greater(x, lo), ops.less(x, hi))
+    at_lo_value = ops.logical_and(ops.less(below_lo, k), ops.less_equal(k, upto_lo))
+    at_hi_value = ops.logical_and(ops.less(below_hi, k), ops.less_equal(k, upto_hi))
+    between = ops.logical_and(ops.less(upto_lo, k), ops.less_equal(k, below_hi))
 
-    def from_bracket():
-        # Every entry equal to the k-th lies in [lo, hi]: counts come from
-        # the part, offset by the entries below `lo`.
+    def from_between():
+        # The k-th lies strictly between `lo` and `hi`, and so do all its
+        # ties: counts come from the part, offset by the entries up to `lo`.
         part = ops.take(x, ops.nonzero(inside)[0])
-        rest = ops.maximum(k - below_lo, 1)
+        rest = ops.maximum(k - upto_lo, 1)
         if rounds > 1:
             value, below, ties = ops.cond(
-                ops.greater(n_inside, _EXACT),
+                ops.greater(below_hi - upto_lo, _EXACT),
                 lambda: _kth_smallest(part, rest, rounds - 1),
                 lambda: _from_sorted(part, rest))
         else:
             value, below, ties = _from_sorted(part, rest)
-        return value, below + below_lo, ties
+        return value, below + upto_lo, ties
 
-    return ops.cond(hit, from_bracket, lambda: _from_sorted(x, k))
+    def elsewhere():
+        # At a bracket value (ties, e.g. the -inf of pruned weights: no
+        # gather at all), else outside the bracket: the whole row is sorted.
+        return ops.cond(
+            at_lo_value, lambda: (lo, below_lo, upto_lo - below_lo),
+            lambda: ops.cond(at_hi_value, lambda: (hi, below_hi, upto_hi - below_hi),
+                             lambda: _from_sorted(x, k)))
+
+    return ops.cond(between, from_between, elsewhere)
 
 
 def _lowest_k_row(x, k):
