@@ -118,23 +118,6 @@ def _from_sorted(row, k):
     return value, below, upto - below
 
 
-def _from_top_k(row, k):
-    """`(value, below, ties)` of the `k`-th smallest entry of a short `row`
-    by a partial sort of its lower or upper part, whichever is shorter (a
-    full sort costs several times more). TensorFlow, where `k` may be a
-    tensor."""
-    n = int(row.shape[0])
-
-    def from_below():
-        return ops.negative(ops.take(ops.top_k(ops.negative(row), k, sorted=True)[0], k - 1))
-
-    def from_above():
-        return ops.take(ops.top_k(row, n - k + 1, sorted=True)[0], n - k)
-
-    value = ops.cond(ops.less_equal(k, n // 2), from_below, from_above)
-    return value, _count(ops.less(row, value)), _count(ops.equal(row, value))
-
-
 def _order_keys(x):
     """int32 keys with the order of the float32 values of `x` (-0.0 and 0.0
     equal): the sign-magnitude bits turned into two's complement."""
@@ -189,10 +172,8 @@ def _kth_smallest(x, k, rounds=_ROUNDS):
     the speed. Pure and traceable; `k` may be a tensor.
     """
     n = x.shape[0]
-    if not _bracketed():
+    if not _bracketed() or (n is not None and n <= _EXACT):
         return _from_sorted(x, k)
-    if n is not None and n <= _EXACT:
-        return _from_top_k(x, k)
     length = ops.shape(x)[0] if n is None else n
     sample = ops.sort(ops.take(x, _sample_positions(length)))
     centre = (ops.cast(k, "float32") - 0.5) / ops.cast(length, "float32") * _SAMPLE

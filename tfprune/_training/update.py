@@ -71,6 +71,7 @@ class MaskUpdate:
         self.changed = [t for t in plan.scored if self.slots[t] is not None]
         self._needs_items = plan.strategy.allocation.needs_scores
         self._reset = criterion.reset_after_update
+        self._item_shape_cache = None
         self._assign = _compile(self._assign_masks)
         self._items = _compile(self._item_scores)
         self._upcoming = _compile(self._assign_upcoming)
@@ -89,6 +90,11 @@ class MaskUpdate:
     def _scores(self, values, states, host, step):
         return self.plan.scores(values, states, step, host)
 
+    def _masks(self, counts, values, previous, states, host, step):
+        scores = self._scores(values, states, host, step)
+        return self.plan.masks_for(
+            scores, [counts[i] for i in range(len(self.plan.groups))], previous)
+
     def _item_scores(self, host, step):
         values, previous, states = self._read()
         scores = self._scores(values, states, host, step)
@@ -105,9 +111,7 @@ class MaskUpdate:
         finite = self._finite(values)
 
         def assign():
-            scores = self._scores(values, states, host, step)
-            masks = self.plan.masks_for(
-                scores, [counts[i] for i in range(len(self.plan.groups))], previous)
+            masks = self._masks(counts, values, previous, states, host, step)
             zeros = []
             for t in self.changed:
                 slot = self.slots[t]
@@ -130,9 +134,7 @@ class MaskUpdate:
 
     def _assign_upcoming(self, counts, host, step):
         values, previous, states = self._read(with_states=not self._reset)
-        scores = self._scores(values, states, host, step)
-        masks = self.plan.masks_for(scores, [counts[i] for i in range(len(self.plan.groups))],
-                                    previous)
+        masks = self._masks(counts, values, previous, states, host, step)
         for t in self.changed:
             slot = self.slots[t]
             if slot.next_mask is not None:
@@ -154,10 +156,10 @@ class MaskUpdate:
         return np.asarray(counts, np.int32)
 
     def _item_shapes(self):
-        if not hasattr(self, "_shapes_cache"):
+        if self._item_shape_cache is None:  # shapes only: traced on ones, once
             ones = [ops.ones(shape) for shape in self.plan.shapes]
-            self._shapes_cache = [ops.shape(t) for t in self.plan.item_tensors(ones, None)]
-        return self._shapes_cache
+            self._item_shape_cache = [ops.shape(t) for t in self.plan.item_tensors(ones, None)]
+        return self._item_shape_cache
 
     def __call__(self, sparsity, *, step=0, final_sparsity=None, upcoming=None) -> dict:
         """Updates the masks to an overall `sparsity` at training `step`.

@@ -46,6 +46,9 @@ class Plan:
 
     def __init__(self, strategy, weights, groups):
         self.strategy, self.weights, self.groups = strategy, weights, groups
+        # Read at every update: fixed with the weights, so computed once.
+        self._shapes = [tuple(int(d) for d in pw.variable.shape) for pw in weights]
+        self._scored = sorted({t for g in groups if not g.protected for t in g.group.tensors})
 
     @property
     def protected(self) -> list:
@@ -63,12 +66,12 @@ class Plan:
     @property
     def shapes(self) -> list:
         """Shapes of `weights`, as tuples of ints."""
-        return [tuple(int(d) for d in pw.variable.shape) for pw in self.weights]
+        return self._shapes
 
     @property
     def scored(self) -> list:
         """Indices of the tensors the unprotected groups score."""
-        return sorted({t for g in self.groups if not g.protected for t in g.group.tensors})
+        return self._scored
 
     def candidates(self, scores=None, previous=None) -> list:
         """The `Candidate`s the allocation sees (with the item scores of the
