@@ -228,12 +228,16 @@ COST_ABOUT = (
     "Targets (tfprune): <= 1.5 at every step, <= 1.10 at every 50+ steps, <= 1.05 with "
     "constant masks.")
 UPDATE_ABOUT = (
-    "One update of every mask of a stack of 4 square Dense layers to 90% sparsity (build only, "
-    "no training), median of several calls after one warm-up call. tfprune, each the path a "
+    "One update of every mask of a stack of 4 square Dense layers toward 90% sparsity (build "
+    "only, no training), median of several calls after one warm-up call; each call raises the "
+    "target (linearly from 81% to 90% over the calls), so every call selects anew. tfprune, each "
+    "the path a "
     "user runs, `PruningCallback.update_masks` at a due step (one compiled call, zeros counted): "
     "`callback` = per-layer magnitude (the default strategy); `global` = one magnitude ranking "
     "over all tensors (`strategies.Global`; only up to `--global-max-size` weights, all sizes "
-    "by default); `2:4` = N:M (at 50%); `units` = whole units by L2 norm. tfmot: "
+    "by default); `2:4` = N:M (at 50%); `units` = whole units by L2 norm; `unchanged` = per-layer "
+    "magnitude at a constant 90% target, once reached (no mask can change: the update keeps the "
+    "masks after one pass over each). tfmot (constant 90%, recomputed at every call): "
     "`pruning_obj.conditional_mask_update()` + `weight_mask_op()` on every wrapper, eagerly and "
     "inside a `tf.function` (as it runs in training).")
 ARTIFACTS_ABOUT = (

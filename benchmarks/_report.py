@@ -178,7 +178,7 @@ def update_table(update: dict) -> str:
     for r in update["records"]:
         by_size.setdefault(r["size"], {})[(r["framework"], r["mode"])] = r
     modes = [("tfprune", "prune_to"), ("tfprune", "callback"), ("tfprune", "global"),
-             ("tfprune", "2:4"), ("tfprune", "units"),
+             ("tfprune", "2:4"), ("tfprune", "units"), ("tfprune", "unchanged"),
              ("tfmot", "eager"), ("tfmot", "tf.function")]
     present = [m for m in modes if any(m in v for v in by_size.values())]
     rows = []

@@ -208,13 +208,14 @@ def _strategy(mode):
 
     return {
         "callback": None,
+        "unchanged": None,
         "global": strategies.Strategy("magnitude", "unstructured", strategies.Global()),
         "2:4": strategies.Strategy("magnitude", granularity.NM(2, 4), "uniform"),
         "units": strategies.Strategy("l2_norm", granularity.Units(), "uniform"),
     }[mode]
 
 
-UPDATE_MODES = ("callback", "global", "2:4", "units")
+UPDATE_MODES = ("callback", "global", "2:4", "units", "unchanged")
 
 
 def update(sizes, repeats: int, sparsity: float, global_max: int = 10**9,
@@ -235,9 +236,12 @@ def update(sizes, repeats: int, sparsity: float, global_max: int = 10**9,
                 continue
             target = min(sparsity, 0.5) if mode == "2:4" else sparsity
             model = _models.big_dense_model(keras, n)
-            # The target at every step, and updates due at every step.
+            # Updates due at every step, each to a higher sparsity (so that
+            # every timed call selects anew), the last at the target; for
+            # "unchanged", the target at every step (no mask can change).
+            start, end = (target, 10**9) if mode == "unchanged" else (0.9 * target, repeats + 1)
             pruned = tfprune.prune(model, tfprune.schedules.PolynomialDecay(
-                target, target, 0, 10**9), strategy=_strategy(mode))
+                start, target, 0, end, power=1), strategy=_strategy(mode))
             del model
             gc.collect()
             pruned.compile(optimizer="sgd", loss="mse")

@@ -78,6 +78,30 @@ def test_previous_mask_sparser_than_target_is_kept(rng):
     np.testing.assert_array_equal(mask, previous)
 
 
+@pytest.mark.parametrize("n", [300, 20_000])  # radix rows, bracketed rows
+@pytest.mark.parametrize("nan", [False, True])
+def test_a_mask_that_cannot_change_is_kept_as_it_is(rng, n, nan):
+    # Rows equally sparse and nothing more to prune: the update keeps the
+    # mask (one pass over it) and gives what the full selection gives.
+    scores = rng.random((2, n)).astype("float32")
+    previous = _np(_mask_math.lowest_k_mask(scores, n // 3))
+    grown = np.where(previous == 0, 100.0, scores).astype("float32")
+    if nan:
+        grown[:, ::7] = np.nan
+    for k in (0, n // 5, n // 3):
+        mask = _np(_mask_math.lowest_k_mask(grown, k, previous_mask=previous))
+        np.testing.assert_array_equal(mask, previous)
+        full = _np(_mask_math._select(np.where(previous > 0, grown, -np.inf).astype("float32"),
+                                      keras.ops.convert_to_tensor(n // 3)))
+        np.testing.assert_array_equal(full, previous)
+    # Rows of unequal sparsity are evened out: the selection runs.
+    uneven = previous.copy()
+    uneven[0, np.flatnonzero(previous[0])[:5]] = 0.0
+    mask = _np(_mask_math.lowest_k_mask(grown, n // 5, previous_mask=uneven))
+    assert (mask == 0).sum(axis=1).tolist() == [n // 3 + 5] * 2
+    assert np.all(mask[uneven == 0] == 0)
+
+
 @pytest.mark.parametrize("steps", [[0.1, 0.2, 0.5, 0.8, 0.9]])
 def test_masks_are_monotone_over_a_schedule(rng, steps):
     weights = rng.normal(size=(12, 20)).astype("float32")

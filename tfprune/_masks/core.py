@@ -181,18 +181,15 @@ def _kth_smallest(x, k, rounds=_ROUNDS):
     at_lo = ops.clip(ops.cast(ops.floor(centre - margin), "int32"), 0, _SAMPLE - 1)
     at_hi = ops.clip(ops.cast(ops.floor(centre + margin), "int32"), 0, _SAMPLE - 1)
     lo, hi = ops.take(sample, at_lo), ops.take(sample, at_hi)
-    below_lo = _count(ops.less(x, lo))
+    # Two passes decide where the k-th lies; the other counts, and the
+    # gather, are taken only in the branch that needs them.
     upto_lo = _count(ops.less_equal(x, lo))
     below_hi = _count(ops.less(x, hi))
-    upto_hi = _count(ops.less_equal(x, hi))
-    inside = ops.logical_and(ops.greater(x, lo), ops.less(x, hi))
-    at_lo_value = ops.logical_and(ops.less(below_lo, k), ops.less_equal(k, upto_lo))
-    at_hi_value = ops.logical_and(ops.less(below_hi, k), ops.less_equal(k, upto_hi))
-    between = ops.logical_and(ops.less(upto_lo, k), ops.less_equal(k, below_hi))
 
     def from_between():
         # The k-th lies strictly between `lo` and `hi`, and so do all its
         # ties: counts come from the part, offset by the entries up to `lo`.
+        inside = ops.logical_and(ops.greater(x, lo), ops.less(x, hi))
         part = ops.take(x, ops.nonzero(inside)[0])
         rest = ops.maximum(k - upto_lo, 1)
         if rounds > 1:
@@ -204,15 +201,21 @@ def _kth_smallest(x, k, rounds=_ROUNDS):
             value, below, ties = _from_sorted(part, rest)
         return value, below + upto_lo, ties
 
-    def elsewhere():
-        # At a bracket value (ties, e.g. the -inf of pruned weights: no
-        # gather at all), else outside the bracket: the whole row is sorted.
-        return ops.cond(
-            at_lo_value, lambda: (lo, below_lo, upto_lo - below_lo),
-            lambda: ops.cond(at_hi_value, lambda: (hi, below_hi, upto_hi - below_hi),
-                             lambda: _from_sorted(x, k)))
+    def at_or_below_lo():
+        # At `lo` (ties, e.g. the -inf of pruned weights: no gather at
+        # all), else below the bracket: the whole row is sorted.
+        below_lo = _count(ops.less(x, lo))
+        return ops.cond(ops.less(below_lo, k), lambda: (lo, below_lo, upto_lo - below_lo),
+                        lambda: _from_sorted(x, k))
 
-    return ops.cond(between, from_between, elsewhere)
+    def at_or_above_hi():
+        upto_hi = _count(ops.less_equal(x, hi))
+        return ops.cond(ops.less_equal(k, upto_hi), lambda: (hi, below_hi, upto_hi - below_hi),
+                        lambda: _from_sorted(x, k))
+
+    return ops.cond(
+        ops.less_equal(k, upto_lo), at_or_below_lo,
+        lambda: ops.cond(ops.less_equal(k, below_hi), from_between, at_or_above_hi))
 
 
 def _lowest_k_row(x, k):
@@ -265,22 +268,30 @@ def lowest_k_mask(scores, k, previous_mask=None):
     rows, n = tuple(scores.shape)
     if n == 0:
         return ops.ones((rows, n), "float32")
-    # NaN ranks just above the already pruned entries (-inf).
+    k = ops.clip(ops.cast(k, "int32"), 0, n)
+    if previous_mask is None:
+        return _select(scores, k)
+    kept = ops.greater(as_float32(previous_mask), 0.0)
+    counts = ops.sum(ops.cast(kept, "int32"), axis=1)
+    already = n - ops.min(counts)
+    # Nothing more to prune and rows already equal: the mask stays as it is
+    # (its zeros are the `k` lowest, -inf, entries), at the cost of one pass.
+    unchanged = ops.logical_and(ops.less_equal(k, already),
+                                ops.equal(ops.min(counts), ops.max(counts)))
+    return ops.cond(unchanged, lambda: ops.cast(kept, "float32"),
+                    lambda: _select(ops.where(kept, scores, -np.inf), ops.maximum(k, already)))
+
+
+def _select(scores, k):
+    """Keep-mask of `(rows, n)` float32 scores pruning the `k` (an int32
+    tensor in `[0, n]`) lowest of each row; NaN ranks just above -inf."""
+    rows, n = tuple(scores.shape)
     lowest = float(np.finfo(np.float32).min)
     if n <= _EXACT:
-        scores = ops.where(ops.isnan(scores), lowest, scores)
-    else:  # the sum is NaN if any score is: one reduction, not a full `where`
-        scores = ops.cond(ops.isnan(ops.sum(scores)),
-                          lambda: ops.where(ops.isnan(scores), lowest, scores), lambda: scores)
-    k = ops.cast(k, "int32")
-    if previous_mask is not None:
-        kept = ops.greater(as_float32(previous_mask), 0.0)
-        already = n - ops.min(ops.sum(ops.cast(kept, "int32"), axis=1))
-        k = ops.maximum(k, already)
-        scores = ops.where(kept, scores, -np.inf)
-    k = ops.clip(k, 0, n)
-    if n <= _EXACT:
-        return _short_rows_mask(scores, k)
+        return _short_rows_mask(ops.where(ops.isnan(scores), lowest, scores), k)
+    # The sum is NaN if any score is: one reduction, not a full `where`.
+    scores = ops.cond(ops.isnan(ops.sum(scores)),
+                      lambda: ops.where(ops.isnan(scores), lowest, scores), lambda: scores)
 
     def select():
         keep = [_lowest_k_row(scores[r], k) for r in range(rows)]
