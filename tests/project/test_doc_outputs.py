@@ -1,0 +1,130 @@
+"""Every sample output and measured figure in the docs comes from a saved output.
+
+The saved outputs are written by `python tools/doc_outputs.py` (see its
+docstring for the markers). The fast tests compare the documents with the
+saved files; the slow one reruns the quickest documented command and
+compares it with its saved output.
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tools import doc_outputs
+
+ROOT = doc_outputs.ROOT
+
+
+def _read(path):
+    with open(os.path.join(ROOT, path)) as f:
+        return f.read()
+
+
+@pytest.mark.parametrize("doc", doc_outputs.DOCS)
+def test_doc_agrees_with_its_saved_outputs(doc):
+    errors = doc_outputs.check([doc])
+    assert not errors, "\n".join(errors) + "\n(rerun `python tools/doc_outputs.py NAME` and " \
+        "copy from docs/outputs/, never the other way round)"
+
+
+def test_measured_docs_are_backed():
+    markers = [m for doc in doc_outputs.DOCS for m in doc_outputs.marked(doc, _read(doc))]
+    backed = {m.doc for m in markers}
+    for doc in ("docs/examples.md", "docs/regression.md", "docs/recurrent.md",
+                "docs/export.md", "docs/shrink.md"):
+        assert doc in backed, doc
+    used = {s.partition("#")[0] for m in markers for s in m.sources}
+    saved = {os.path.join(doc_outputs.OUTPUTS, f) for f in os.listdir(
+        os.path.join(ROOT, doc_outputs.OUTPUTS))}
+    assert saved <= used, f"saved outputs no document shows: {sorted(saved - used)}"
+
+
+@pytest.mark.parametrize("source", doc_outputs.SOURCES, ids=lambda s: s.name)
+def test_saved_output_holds_its_commands(source):
+    text = _read(doc_outputs.output_path(source.name))
+    assert text.startswith(f"# saved by `python tools/doc_outputs.py {source.name}` on ")
+    shown = [line for line in text.split("\n") if line.startswith("$ ")]
+    assert shown == [c.shown() for c in source.commands]
+
+
+# ------------------------------------------------------------------ checker
+SAVED = """$ python example.py
+model  test MAE  size
+-----  --------  --------
+dense   $32,638  42.8 KiB
+pruned  $33,437  21.1 KiB
+pruned at 75.33%, speed-up 3.09x, error 9.54e-07; Dataset(train=(23715, 15))
+"""
+
+
+def test_excerpts_must_be_verbatim_and_in_order():
+    assert doc_outputs.excerpt_error(SAVED.split("\n", 1)[1], SAVED) is None
+    assert doc_outputs.excerpt_error("$ python example.py\n...\npruned  $33,437  21.1 KiB",
+                                     SAVED) is None
+    assert doc_outputs.excerpt_error("pruned  $33,437  21.2 KiB", SAVED) == \
+        "pruned  $33,437  21.2 KiB"
+    assert doc_outputs.excerpt_error("pruned  $33,437  21.1 KiB\n...\ndense   $32,638  42.8 KiB",
+                                     SAVED) == "dense   $32,638  42.8 KiB"
+
+
+def test_figures_are_found_in_the_saved_output():
+    prose = ("The test MAE moves from $32,638 to $33,437 (`--sparsity 0.95`) at 75.33%, "
+             "3.09x faster, on 23,715 windows, 9.54e-07 apart; 16 units, epoch 25. "
+             "The file is 21.1 KiB.")
+    tokens = doc_outputs.figures(prose)
+    assert tokens == ["$32,638", "$33,437", "75.33%", "3.09x", "23,715", "9.54e-07",
+                      "21.1 KiB"]
+    assert all(doc_outputs.contains_figure(SAVED, t) for t in tokens)
+    for wrong in ("$32,639", "75.3%", "5.33%", "3.1x", "21.1 MiB", "1.1 KiB", "42.8 µs"):
+        assert not doc_outputs.contains_figure(SAVED, wrong), wrong
+
+
+def test_check_reports_a_figure_or_block_that_disagrees(tmp_path, monkeypatch):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "saved.txt").write_text(SAVED)
+    doc = (
+        "# Title\n\n<!-- output: docs/saved.txt -->\n```\ndense   $32,638  42.8 KiB\n```\n\n"
+        "<!-- figures: docs/saved.txt -->\nPruned to 75.33%, $33,437 in test MAE, "
+        "3.10x faster.\n\n# Next\n\nNot checked: 1.5%.\n\n```\nrule  -----\n-----  -----\n```\n"
+    )
+    (tmp_path / "docs" / "doc.md").write_text(doc)
+    monkeypatch.setattr(doc_outputs, "ROOT", str(tmp_path))
+    errors = doc_outputs.check(["docs/doc.md"])
+    assert errors == [
+        "docs/doc.md:15: a sample output without `<!-- output: SOURCE -->`",
+        "docs/doc.md:8: '3.10x' is in none of docs/saved.txt",
+    ]
+    (tmp_path / "docs" / "doc.md").write_text(doc.replace("42.8", "42.9"))
+    assert any("not in docs/saved.txt" in e for e in doc_outputs.check(["docs/doc.md"]))
+
+
+# --------------------------------------------------------------------- rerun
+NUMBER = re.compile(r"\d[\d,]*\.\d+|\d[\d,]*")
+
+
+def _masked(text):
+    """The lines of an output without its timings, numbers masked."""
+    keep = [line for line in text.split("\n")
+            if not line.startswith("#") and not re.match(r"wrote .* in \d+ s$", line)]
+    return [NUMBER.sub("N", line) for line in keep], [
+        float(n.replace(",", "")) for line in keep for n in NUMBER.findall(line)]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_custom_training_loop_reproduces_its_saved_output(tmp_path):
+    """A fresh run prints the same lines, and the same numbers up to the
+    floating-point differences of another machine (2 test images)."""
+    done = subprocess.run(
+        [sys.executable, "examples/custom_training_loop.py", "--out", str(tmp_path)],
+        cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True, text=True, check=True,
+    )
+    saved = _read(doc_outputs.output_path("custom_training_loop")).split("\n", 2)[2]
+    fresh_lines, fresh = _masked(done.stdout)
+    saved_lines, expected = _masked(saved)
+    assert fresh_lines == saved_lines
+    assert fresh == pytest.approx(expected, rel=0.01, abs=0.01)
