@@ -89,8 +89,10 @@ def test_auto_picks_recurrent_for_rnn_models_and_dense_otherwise():
     assert strategies.auto().resolve(lstm_model()) == strategies.recurrent()
     assert strategies.auto().resolve(mlp()) == strategies.dense()
     assert strategies.auto(units=True).resolve(mlp()) == strategies.dense(units=True)
-    assert isinstance(strategies.get("recurrent").allocation, strategies.Uniform)
+    # One measured best for both families: global magnitude (docs/strategies.md).
+    assert strategies.get("recurrent") == strategies.get("dense")
     assert isinstance(strategies.get("dense").allocation, strategies.Global)
+    assert isinstance(strategies.recurrent(units=True).allocation, strategies.Uniform)
 
 
 class _Subclassed(keras.Model):
@@ -133,10 +135,26 @@ def test_protect_patterns_match_names_paths_and_classes():
     assert by_glob.protected == ["hidden/kernel"]
 
 
-def test_recurrent_strategy_is_gate_aware_per_tensor():
+def test_recurrent_strategy_is_gate_aware():
+    """One global ranking sets each tensor's sparsity; each gate block of a
+    recurrent kernel then loses that fraction, below its own threshold."""
     model = lstm_model()
     plan = strategies.get("recurrent").plan(model)
-    masks = plan.compute_masks(0.5)
+    masks = [np_(m) for m in plan.compute_masks(0.5)]
+    n = sum(m.size for m in masks)
+    # Exact within the rounding of each gate block (4 blocks, 2 tensors).
+    assert abs(sum(zeros(m) for m in masks) - round(n * 0.5)) <= 2 * 2
+    for mask, pw in zip(masks[:2], plan.weights[:2]):
+        weight = np.abs(pw.variable.numpy())
+        blocks = [slice(gate * 6, (gate + 1) * 6) for gate in range(4)]
+        assert len({zeros(mask[:, b]) for b in blocks}) == 1 and zeros(mask) > 0
+        for b in blocks:
+            assert weight[:, b][mask[:, b] == 0].max() <= weight[:, b][mask[:, b] == 1].min()
+
+
+def test_each_tensor_at_the_target_is_gate_aware_too():
+    model = lstm_model()
+    masks = strategies.Strategy().plan(model).compute_masks(0.5)  # Uniform
     kernel, recurrent = np_(masks[0]), np_(masks[1])
     for gate in range(4):
         assert zeros(kernel[:, gate * 6:(gate + 1) * 6]) == 9

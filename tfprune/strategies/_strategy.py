@@ -202,6 +202,9 @@ class AutoStrategy(Strategy):
 
 
 # --------------------------------------------------------------- presets
+# Each preset is the method that measured best for its model family on the
+# benchmark tasks (docs/benchmarks.json); docs/strategies.md quotes the
+# figures and tests/project/test_preset_evidence.py checks them.
 def dense(units: bool = False, **kwargs) -> Strategy:
     """Dense/Conv/Embedding models: one global magnitude ranking.
 
@@ -217,20 +220,29 @@ def dense(units: bool = False, **kwargs) -> Strategy:
 
 
 def recurrent(units: bool = False, **kwargs) -> Strategy:
-    """Recurrent models: gate-aware, every tensor on its own.
+    """Recurrent models: gate-aware global magnitude.
 
-    Each gate block of each kernel and recurrent kernel gets its own
-    threshold and exactly the target sparsity (`Uniform()`). With
-    `units=True` whole hidden units go, across all gates and both kernels,
-    ranked by L2 norm, so that `tfprune.shrink` can remove them.
+    One magnitude ranking across all the tensors (`Global()`) sets each
+    tensor's sparsity; within a kernel or recurrent kernel each gate block
+    then loses that fraction of its own weights, with its own threshold, so
+    no gate is emptied because its weights happen to be smaller. This is
+    the `"dense"` strategy; on the benchmark's LSTM it beats every tensor
+    at the target (`Uniform()`) by far at high sparsity (see
+    docs/strategies.md). With `units=True` whole hidden units go, across
+    all gates and both kernels, ranked by L2 norm, every layer losing the
+    same fraction of its units (`Uniform()`), so that `tfprune.shrink` can
+    remove them. `kwargs` go to `Strategy` (protection).
     """
-    granularity = granularity_lib.Units() if units else "unstructured"
-    return Strategy("l2_norm" if units else "magnitude", granularity, Uniform(), **kwargs)
+    return dense(units=units, **kwargs)
 
 
 def regression(units: bool = False, **kwargs) -> Strategy:
     """Regression models: like "auto", but the input layers and the output
-    head are never pruned. Meant to be used with `tfprune.QualityGuard`."""
+    head are never pruned. Meant to be used with `tfprune.QualityGuard`.
+
+    A model whose only hidden layer is its input layer (an `LSTM -> Dense`
+    regressor) has nothing left to prune: use "auto" with
+    `protect_outputs=True` there."""
     kwargs.setdefault("protect_inputs", True)
     kwargs.setdefault("protect_outputs", True)
     return AutoStrategy(units=units, **kwargs)
@@ -262,7 +274,7 @@ def get(identifier) -> Strategy:
     Example:
 
     >>> get("recurrent").allocation
-    Uniform(min_sparsity=0.0, max_sparsity=None, protect_first=False, protect_last=False)
+    Global(normalize=None, min_sparsity=0.0, max_sparsity=None, protect_first=False, protect_last=False)
     """
     if identifier is None:
         return auto()
