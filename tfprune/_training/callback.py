@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 
 import keras
 
@@ -61,6 +62,15 @@ def overall_sparsity(wrappers, known=None) -> float:
 
 def _value(variable):
     return keras.ops.convert_to_tensor(variable)
+
+
+def _sync_state(model):
+    """On JAX, `fit` keeps the state outside the variables between batches
+    (and empties them): it is written back before the callback reads the
+    step or updates masks, and read again by the next batch."""
+    sync = getattr(model, "jax_state_sync", None)
+    if callable(sync):
+        sync()
 
 
 @dataclasses.dataclass
@@ -216,6 +226,7 @@ class PruningCallback(keras.callbacks.Callback):
                 "`model.optimizer.iterations`); call `model.compile(...)` "
                 f"first. Received: model={self.model.name}"
             )
+        _sync_state(self.model)
         return int(optimizer.iterations.numpy())
 
     def _due(self, wrapper, step: int) -> bool:
@@ -280,6 +291,16 @@ class PruningCallback(keras.callbacks.Callback):
         at the start of training, or after masks were restored."""
         self._clock = self._step()
         self._last = {id(w): int(w.pruning_step.numpy()) for w in self._wrappers}
+        behind = sorted(w.name for w in self._wrappers
+                        if self._clock < self._last[id(w)] < w.schedule.end_step)
+        if behind:
+            warnings.warn(
+                f"tfprune: the optimizer's step ({self._clock}) is behind the last mask "
+                f"update of {behind} ({max(self._last.values())}): the optimizer state was "
+                "not restored with the weights (Keras loads it only into a built "
+                "optimizer: call `model.optimizer.build(model.trainable_variables)` before "
+                "`load_weights`). The schedule goes on from the optimizer's step.",
+                stacklevel=2)
         self._zeros = count_zeros(self._wrappers)
         self.sparsity = overall_sparsity(self._wrappers, self._zeros)
         for wrapper in self._wrappers:
@@ -340,13 +361,31 @@ class PruningCallback(keras.callbacks.Callback):
         if not self._synced or self._any_due(self._clock):
             # The first batch (a callback may have restored the step at
             # train begin) and due updates read the exact step.
-            self._synced = True
+            counted = self._clock
             self._clock = self._step()
+            if not self._synced and self._clock != counted:
+                # Restored since train begin (a callback listed after this
+                # one, such as BackupAndRestore): masks and steps too.
+                self._resync()
+            self._synced = True
             self.update_masks(self._clock)
         if logs is not None:
             logs["sparsity"] = self.sparsity
 
+    def _hold_zeros(self):
+        """Where optimizers cannot apply the masks as constraints (JAX),
+        pruned weights may drift between updates while the forward pass
+        masks them: they are zeroed in the variables at each epoch end and
+        at the end of training, so a saved model is as sparse as its masks."""
+        if keras.backend.backend() != "jax":
+            return
+        _sync_state(self.model)
+        for wrapper in self._wrappers:
+            for slot in wrapper.slots:
+                slot.weight.variable.assign(apply_mask(slot.weight.variable.value, slot.mask))
+
     def on_epoch_end(self, epoch, logs=None):
+        self._hold_zeros()
         if logs is not None:
             logs["sparsity"] = self.sparsity
         if self._writer is not None:
@@ -355,6 +394,7 @@ class PruningCallback(keras.callbacks.Callback):
             self._writer.flush()
 
     def on_train_end(self, logs=None):
+        self._hold_zeros()
         for wrapper in self._wrappers:
             wrapper._callback_active = False
         if self._writer is not None:
