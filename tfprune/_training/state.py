@@ -110,8 +110,15 @@ def create_state(layer, pruned, strategy) -> tuple:
         if was_locked:
             layer._tracker.lock()
     originals = []
+    # JAX's optimizer applies constraints in a stateless call that sees only
+    # the trainable and optimizer variables, not the masks: there, pruned
+    # weights are held by the forward mask (zero output, zero gradient) and
+    # zeroed at every update and by `strip`; between updates the variable
+    # may drift (momentum), which nothing reads unmasked.
+    constrain = keras.backend.backend() != "jax"
     for slot in slots:
         variable = slot.weight.variable
         originals.append(variable.constraint)
-        variable.constraint = _MaskConstraint(slot.mask, variable.constraint)
+        if constrain:
+            variable.constraint = _MaskConstraint(slot.mask, variable.constraint)
     return masks, step, slots, originals

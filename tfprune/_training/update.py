@@ -37,6 +37,21 @@ def _compile(fn):
     return fn
 
 
+def _jit(fn):
+    """`jax.jit` of a pure function on JAX; the function itself elsewhere."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.jit(fn)
+    return fn
+
+
+def _stateful() -> bool:
+    """Whether a compiled function may read and assign variables itself
+    (TensorFlow); elsewhere, values go in and out of a pure function."""
+    return keras.backend.backend() == "tensorflow"
+
+
 def _value(variable):
     return ops.convert_to_tensor(variable)
 
@@ -72,9 +87,16 @@ class MaskUpdate:
         self._needs_items = plan.strategy.allocation.needs_scores
         self._reset = criterion.reset_after_update
         self._item_shape_cache = None
-        self._assign = _compile(self._assign_masks)
-        self._items = _compile(self._item_scores)
-        self._upcoming = _compile(self._assign_upcoming)
+        if _stateful():
+            self._assign = _compile(self._assign_masks)
+            self._items = _compile(self._item_scores)
+            self._upcoming = _compile(self._assign_upcoming)
+        else:
+            self._pure_masks = _jit(self._new_masks)
+            self._pure_items = _jit(self._item_scores_of)
+            self._assign = self._assign_masks_pure
+            self._items = self._item_scores_pure
+            self._upcoming = self._assign_upcoming_pure
 
     # ---------------------------------------------------------- traced
     def _read(self, with_states=True):
@@ -96,7 +118,9 @@ class MaskUpdate:
             scores, [counts[i] for i in range(len(self.plan.groups))], previous)
 
     def _item_scores(self, host, step):
-        values, previous, states = self._read()
+        return self._item_scores_of(host, step, *self._read())
+
+    def _item_scores_of(self, host, step, values, previous, states):
         scores = self._scores(values, states, host, step)
         items = self.plan.item_tensors(scores, previous)
         return ops.concatenate(items) if items else ops.zeros((0,))
@@ -131,6 +155,44 @@ class MaskUpdate:
         zeros = ops.cond(ops.all(finite), assign,
                          lambda: ops.full((len(self.changed),), -1, "int32"))
         return zeros, finite
+
+    # -------------------------------------------------- pure (JAX, torch)
+    def _new_masks(self, counts, host, step, values, previous, states):
+        """`(masks, values, zeros, finite)` of the changed tensors: the
+        update as a pure function of the values read from the variables."""
+        finite = self._finite(values)
+        masks = self._masks(counts, values, previous, states, host, step)
+        masks = [masks[t] for t in self.changed]
+        new = [apply_mask(values[t], m) for t, m in zip(self.changed, masks)]
+        zeros = ops.stack([zeros_in(v) for v in new]) if new else ops.zeros((0,), "int32")
+        return masks, new, zeros, finite
+
+    def _assign_masks_pure(self, counts, host, step):
+        values, previous, states = self._read()
+        masks, new, zeros, finite = self._pure_masks(counts, host, step, values, previous, states)
+        if not bool(np.all(ops.convert_to_numpy(finite))):
+            return ops.full((len(self.changed),), -1, "int32"), finite
+        for t, mask, value in zip(self.changed, masks, new):
+            slot = self.slots[t]
+            slot.mask.assign(ops.cast(mask, slot.mask.dtype))
+            slot.weight.variable.assign(value)
+            if self._reset and slot.score is not None:
+                slot.score.assign(ops.zeros(tuple(slot.score.shape), slot.score.dtype))
+        for variable in self.steps:  # one buffer each: JAX donates them to `fit`
+            variable.assign(ops.copy(ops.cast(step, variable.dtype)))
+        return zeros, finite
+
+    def _item_scores_pure(self, host, step):
+        return self._pure_items(host, step, *self._read())
+
+    def _assign_upcoming_pure(self, counts, host, step):
+        values, previous, states = self._read(with_states=not self._reset)
+        masks, _, _, _ = self._pure_masks(counts, host, step, values, previous, states)
+        for t, mask in zip(self.changed, masks):
+            slot = self.slots[t]
+            if slot.next_mask is not None:
+                slot.next_mask.assign(ops.cast(mask, slot.next_mask.dtype))
+        return ops.zeros(())
 
     def _assign_upcoming(self, counts, host, step):
         values, previous, states = self._read(with_states=not self._reset)

@@ -6,6 +6,7 @@ import inspect
 
 import keras
 from keras import ops
+from keras.src.backend.common.stateless_scope import in_stateless_scope
 
 from tfprune import criteria as criteria_lib
 from tfprune import schedules as schedules_lib
@@ -169,6 +170,15 @@ class PruningWrapper(keras.layers.Wrapper):
                 f"Received: layer={self.layer.name}"
             )
         self._resolved = self.strategy.resolve(self.layer)
+        criterion = self._resolved.criterion
+        if criterion.needs_gradients and keras.backend.backend() != "tensorflow":
+            raise ValueError(
+                f"Criterion {type(criterion).__name__} collects gradients during `fit` "
+                "through a TensorFlow custom gradient, which the "
+                f"'{keras.backend.backend()}' backend does not run; use a weight-only "
+                "criterion (magnitude, l2_norm, random) there, or TensorFlow. "
+                f"Received: criterion={type(criterion).__name__}"
+            )
         self._masks, self.pruning_step, self._slots, self._original_constraints = (
             create_state(self, self._pruned, self._resolved)
         )
@@ -216,16 +226,22 @@ class PruningWrapper(keras.layers.Wrapper):
         # One multiply per masked weight: pruned weights contribute nothing
         # and get exactly zero gradient, whatever the variable holds.
         mapping = [(s.weight.variable, self._mapped_value(s, training)) for s in self._slots]
+        masked = {id(s.weight.variable) for s in self._slots}
+        others = [v for v in self.layer.variables if id(v) not in masked]
+        if in_stateless_scope():
+            # Inside a stateless call (JAX's `fit`, `keras.StatelessScope`):
+            # the other variables' values live in the outer scope, which the
+            # inner one hides; they are passed on.
+            mapping += [(v, v.value) for v in others]
         with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
+            given = {id(v): scope.get_current_value(v) for v in others}
             outputs = self.layer(inputs, *args, **kwargs)
         # Variables other than the masked weights (seed generators of dropout,
         # moving statistics, RNN states) were updated inside the scope only.
-        masked = {id(s.weight.variable) for s in self._slots}
-        for variable in self.layer.variables:
-            if id(variable) not in masked:
-                value = scope.get_current_value(variable)
-                if value is not None:
-                    variable.assign(value)
+        for variable in others:
+            value = scope.get_current_value(variable)
+            if value is not None and value is not given[id(variable)]:
+                variable.assign(value)
         if scope.losses:
             self.add_loss(scope.losses)
         return outputs

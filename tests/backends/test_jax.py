@@ -1,0 +1,193 @@
+"""tfprune on the JAX backend, and across devices and processes with
+`keras.distribution`.
+
+`make test` runs this module a second time with `KERAS_BACKEND=jax` (the
+first, TensorFlow, pass skips the in-process cases). The multi-device and
+multi-process cases run in child processes, which need JAX installed
+(`pip install tfprune[jax]`), whatever the backend of the parent.
+"""
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+import tfprune
+from tfprune._masks import core as _mask_math
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+on_jax = pytest.mark.skipif(keras.backend.backend() != "jax",
+                            reason="in-process JAX case: `make test` runs it with KERAS_BACKEND=jax")
+needs_jax = pytest.mark.skipif(importlib.util.find_spec("jax") is None,
+                               reason="JAX is not installed (pip install tfprune[jax])")
+# The child-process cases set their own backend: run once, from the first pass.
+children = pytest.mark.skipif(keras.backend.backend() == "jax",
+                              reason="run by the TensorFlow pass (child processes)")
+
+
+def _data(n=256, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 8)).astype("float32")
+    return x, (x @ rng.random((8, 1))).astype("float32")
+
+
+def _model():
+    return keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, activation="relu"),
+                             keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1)])
+
+
+def _zeros(x) -> int:
+    x = np.asarray(keras.ops.convert_to_numpy(x))
+    return int(x.size - np.count_nonzero(x))
+
+
+@on_jax
+@pytest.mark.parametrize("strategy", [None, "recurrent", tfprune.strategies.Strategy(
+    "l2_norm", tfprune.granularity.Units(), "uniform")], ids=["magnitude", "global", "units"])
+def test_fit_prunes_exactly_and_strip_keeps_predictions(strategy, tmp_path):
+    x, y = _data()
+    pruned = tfprune.prune(_model(), tfprune.schedules.PolynomialDecay(0.0, 0.75, 0, 24),
+                           strategy=strategy)
+    pruned.compile("adam", "mse")
+    history = pruned.fit(x, y, batch_size=32, epochs=4, verbose=0,
+                         callbacks=[tfprune.PruningCallback(update_every=5)])
+    wrappers = [layer for layer in pruned.layers if isinstance(layer, tfprune.PruningWrapper)]
+    total = zeros = 0
+    for wrapper in wrappers:
+        assert int(keras.ops.convert_to_numpy(wrapper.pruning_step)) == 24
+        for pw, mask in zip(wrapper.pruned_weights, wrapper.masks):
+            # Held at zero in the variable itself at the end of training.
+            value = np.asarray(pw.variable.numpy())
+            assert np.all(value[np.asarray(mask.numpy()) == 0] == 0)
+            total, zeros = total + value.size, zeros + _zeros(mask)
+    if strategy is None:  # per tensor: round(n * s) each
+        for wrapper in wrappers:
+            for mask in wrapper.masks:
+                assert _zeros(mask) == _mask_math.num_pruned(int(np.size(mask)), 0.75)
+    assert history.history["sparsity"][-1] == pytest.approx(zeros / total)
+    final = tfprune.strip(pruned)
+    np.testing.assert_allclose(final.predict(x, verbose=0), pruned.predict(x, verbose=0),
+                               rtol=1e-6, atol=1e-6)
+    path = str(tmp_path / "pruned.keras")
+    pruned.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), pruned.predict(x, verbose=0),
+                               rtol=1e-6, atol=1e-6)
+
+
+@on_jax
+def test_gradient_criteria_say_they_need_tensorflow():
+    strategy = tfprune.strategies.Strategy("taylor", "unstructured", "uniform")
+    with pytest.raises(ValueError, match=r"TensorFlow.*Received: criterion=Taylor"):
+        tfprune.prune(_model(), 0.5, strategy=strategy)
+
+
+# ------------------------------------------------------- child processes
+_CHILD = textwrap.dedent("""
+    import json, os, sys
+    os.environ["KERAS_BACKEND"] = "jax"
+    import jax
+    processes, index, port, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    if processes > 1:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(coordinator_address=f"localhost:{port}",
+                                   num_processes=processes, process_id=index)
+    import keras, numpy as np
+    import tfprune
+    devices = jax.devices()
+    distribution = keras.distribution.DataParallel(devices=devices)
+    distribution.auto_shard_dataset = False  # each process passes its own shard
+    keras.distribution.set_distribution(distribution)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, activation="relu"),
+                              keras.layers.Dense(1)])
+    pruned = tfprune.prune(model, tfprune.schedules.PolynomialDecay(0.0, 0.8, 0, 16))
+    pruned.compile("adam", "mse")
+    rng = np.random.default_rng(index)
+    x = rng.random((128, 8)).astype("float32")
+    pruned.fit(x, x.sum(1, keepdims=True), batch_size=16, epochs=3, verbose=0,
+               callbacks=[tfprune.PruningCallback(update_every=4)])
+    masks = [m for layer in pruned.layers for m in getattr(layer, "masks", [])]
+    # Every device holds the same mask.
+    shards = [[np.asarray(s.data).tolist() for s in m.value.addressable_shards] for m in masks]
+    json.dump({"devices": len(devices), "local": len(jax.local_devices()),
+               "masks": [np.asarray(m.value).tolist() for m in masks],
+               "shards_equal": all(s == shard[0] for shard in shards for s in shard)},
+              open(out, "w"))
+""")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _children(tmp_path, processes, devices_per_process):
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}")
+    port = str(_free_port())
+    outs = [str(tmp_path / f"out{i}.json") for i in range(processes)]
+    children = [subprocess.Popen([sys.executable, "-c", _CHILD, str(processes), str(i), port,
+                                  outs[i]], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True)
+                for i in range(processes)]
+    logs = [c.communicate(timeout=300)[0] for c in children]
+    for child, log in zip(children, logs):
+        assert child.returncode == 0, log[-3000:]
+    return [json.load(open(out)) for out in outs]
+
+
+def _check_exact(masks):
+    for mask in masks:
+        mask = np.asarray(mask)
+        assert _zeros(mask) == _mask_math.num_pruned(mask.size, 0.8)
+
+
+@needs_jax
+@children
+def test_data_parallel_on_two_devices_gives_the_same_masks_everywhere(tmp_path):
+    (result,) = _children(tmp_path, processes=1, devices_per_process=2)
+    assert result["devices"] == result["local"] == 2
+    assert result["shards_equal"]
+    _check_exact(result["masks"])
+
+
+@needs_jax
+@children
+def test_two_processes_on_localhost_agree_on_every_mask(tmp_path):
+    results = _children(tmp_path, processes=2, devices_per_process=1)
+    for result in results:
+        assert result["devices"] == 2 and result["local"] == 1
+        assert result["shards_equal"]
+        _check_exact(result["masks"])
+    # Each process trained on its own shard; the masks come from the shared
+    # (all-reduced) weights, so both processes hold the same ones.
+    assert results[0]["masks"] == results[1]["masks"]
+
+
+@on_jax
+def test_a_model_pruned_on_jax_exports_from_a_tensorflow_process(tmp_path):
+    x, y = _data()
+    pruned = tfprune.prune(_model(), tfprune.schedules.PolynomialDecay(0.0, 0.8, 0, 16))
+    pruned.compile("adam", "mse")
+    pruned.fit(x, y, batch_size=32, epochs=2, verbose=0,
+               callbacks=[tfprune.PruningCallback(update_every=4)])
+    path, tflite = str(tmp_path / "pruned.keras"), str(tmp_path / "pruned.tflite")
+    pruned.save(path)
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-m", "tfprune", "export", path, "--tflite", tflite],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    # The export verifies the TFLite model against the Keras one in LiteRT.
+    assert "verified:" in out.stdout and "stored sparse" in out.stdout
+    assert os.path.getsize(tflite) > 0
