@@ -175,19 +175,21 @@ def test_two_processes_on_localhost_agree_on_every_mask(tmp_path):
 
 
 @on_jax
-def test_a_model_pruned_on_jax_exports_from_a_tensorflow_process(tmp_path):
+def test_export_from_jax_runs_in_a_tensorflow_process(tmp_path):
     x, y = _data()
     pruned = tfprune.prune(_model(), tfprune.schedules.PolynomialDecay(0.0, 0.8, 0, 16))
     pruned.compile("adam", "mse")
     pruned.fit(x, y, batch_size=32, epochs=2, verbose=0,
                callbacks=[tfprune.PruningCallback(update_every=4)])
-    path, tflite = str(tmp_path / "pruned.keras"), str(tmp_path / "pruned.tflite")
-    pruned.save(path)
-    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3",
-               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run([sys.executable, "-m", "tfprune", "export", path, "--tflite", tflite],
-                         env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    # The export verifies the TFLite model against the Keras one in LiteRT.
-    assert "verified:" in out.stdout and "stored sparse" in out.stdout
-    assert os.path.getsize(tflite) > 0
+    result = tfprune.export.tflite(pruned, str(tmp_path / "m.tflite"), sample_inputs=x[:8])
+    assert result.max_abs_error is not None and result.sparse_tensors
+    assert result.sparsity == pytest.approx(0.8, abs=0.01)
+    saved = tfprune.export.saved_model(pruned, str(tmp_path / "saved"))
+    assert saved.max_abs_error is not None and os.path.isdir(saved.path)
+    # Errors come back as they are raised there; nothing is left behind.
+    with pytest.raises(ValueError, match="Received: path="):
+        tfprune.export.tflite(pruned, str(tmp_path / "m.tflite"))
+    with pytest.raises(TypeError, match="Received: representative_data="):
+        tfprune.export.tflite(pruned, str(tmp_path / "q.tflite"), quantize="int8",
+                              representative_data=lambda: iter([x[:1]]))
+    assert sorted(os.listdir(tmp_path)) == ["m.tflite", "saved"]

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from tfprune._base import walk
 from tfprune.export import _atomic
+from tfprune.export import _backend
 from tfprune.export import _model
 from tfprune.export._result import ExportError
 from tfprune.export._result import ExportResult
@@ -160,6 +161,11 @@ def saved_model(
     ```
     """
     _model.check_bool("verify", verify)
+    result = _backend.elsewhere("saved_model", model, path, dict(
+        overwrite=overwrite, sample_inputs=sample_inputs, shrink=shrink, verify=verify,
+        tolerance=tolerance))
+    if result is not None:
+        return result
     model = _model.load(model)
     path = _atomic.check_destination(path, overwrite)
     tolerance = _model.check_tolerance(tolerance, SAVED_MODEL_TOLERANCE)

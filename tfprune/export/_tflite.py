@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from tfprune._base.validation import received
 from tfprune.export import _atomic
+from tfprune.export import _backend
 from tfprune.export import _flatbuffer
 from tfprune.export import _litert
 from tfprune.export import _model
@@ -203,6 +204,12 @@ def tflite(
             "of about 100-500 samples). Use quantize=\"dynamic\" to quantize the weights "
             "only. Received: representative_data=None"
         )
+    result = _backend.elsewhere("tflite", model, path, dict(
+        quantize=quantize, sparse=sparse, representative_data=representative_data,
+        sample_inputs=sample_inputs, overwrite=overwrite, shrink=shrink, verify=verify,
+        tolerance=tolerance, select_tf_ops=select_tf_ops, compact=compact))
+    if result is not None:
+        return result
     model = _model.load(model)
     path = _atomic.check_destination(path, overwrite)
     tolerance = _model.check_tolerance(tolerance, TOLERANCES[quantize])
