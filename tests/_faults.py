@@ -1,10 +1,12 @@
-"""Places where writing fails for real: a tiny tmpfs and a read-only directory.
+"""Places where writing fails: a tiny tmpfs and a directory that cannot be written.
 
-Both need `mount`, so root (as in CI); a test that cannot mount is skipped
-with the reason. Whatever is mounted is unmounted when the block ends.
+The tmpfs needs `mount`, so root; a test that cannot mount is skipped with the
+reason. The unwritable directory works for everyone (see `unwritable_dir`).
+Whatever is mounted is unmounted when the block ends.
 """
 
 import contextlib
+import errno
 import os
 import subprocess
 
@@ -47,9 +49,15 @@ def tmpfs(path, size: str):
 def unwritable_dir(path):
     """Yields `(path, reason)`: a new empty directory that cannot be written.
 
-    Root ignores permission bits, so for root it is a read-only bind mount of
-    an empty directory (reason "read-only file system"); otherwise a
-    directory with mode 0o500 (reason "permission denied").
+    Never skips. Not root: a directory with mode 0o500 ("permission denied").
+    Root ignores permission bits, so for root it is a tmpfs mounted
+    read-only ("read-only file system"). Where root may not mount (a
+    container without CAP_SYS_ADMIN, as in CI), the directory gets mode
+    0o500 and, while the block runs, `os.access`, `os.mkdir` and `os.open`
+    answer for it as the kernel does for a user who is not root: no write
+    access, and `PermissionError` for a new entry ("permission denied").
+    Nothing is left mounted or patched when the block ends; the directory
+    itself stays, empty.
     """
     if not _is_root():
         path.mkdir(mode=0o500)
@@ -58,19 +66,53 @@ def unwritable_dir(path):
         finally:
             path.chmod(0o700)
         return
-    source = path.with_name(path.name + "-source")
-    source.mkdir()
     path.mkdir()
     try:
-        _mount("--bind", str(source), str(path))
-    except (OSError, subprocess.SubprocessError) as e:
-        pytest.skip(f"cannot make a read-only directory as root: {e}")
-    try:
-        _mount("-o", "remount,ro,bind", str(path))
-    except (OSError, subprocess.SubprocessError) as e:
-        _umount(path)
-        pytest.skip(f"cannot make a read-only directory as root: {e}")
+        _mount("-t", "tmpfs", "-o", "ro,size=16k,mode=0755", "tmpfs", str(path))
+    except (OSError, subprocess.SubprocessError):
+        path.chmod(0o500)
+        try:
+            with _denied_as_for_a_user(path):
+                yield path, "permission denied"
+        finally:
+            path.chmod(0o700)
+        return
     try:
         yield path, "read-only file system"
     finally:
         _umount(path)
+
+
+@contextlib.contextmanager
+def _denied_as_for_a_user(directory):
+    """Makes `os.access`, `os.mkdir` and `os.open` treat `directory` as not
+    writable, as the kernel does for a user without write permission."""
+    directory = os.path.abspath(directory)
+    access, mkdir, open_ = os.access, os.mkdir, os.open
+
+    def inside(target, dir_fd=None):
+        return dir_fd is None and os.path.dirname(os.path.abspath(target)) == directory
+
+    def denied(target):
+        return PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(target))
+
+    def checked_access(target, mode, *args, **kwargs):
+        if mode & os.W_OK and os.path.abspath(target) == directory:
+            return False
+        return access(target, mode, *args, **kwargs)
+
+    def checked_mkdir(target, *args, dir_fd=None, **kwargs):
+        if inside(target, dir_fd):
+            raise denied(target)
+        return mkdir(target, *args, dir_fd=dir_fd, **kwargs)
+
+    def checked_open(target, flags, *args, dir_fd=None, **kwargs):
+        if flags & os.O_CREAT and inside(target, dir_fd):
+            raise denied(target)
+        return open_(target, flags, *args, dir_fd=dir_fd, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "access", checked_access)
+        patch.setattr(os, "mkdir", checked_mkdir)
+        patch.setattr(os, "open", checked_open)
+        yield

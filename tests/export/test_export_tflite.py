@@ -231,7 +231,7 @@ def test_parent_must_be_a_directory(models, tmp_path):
 
 def test_unwritable_directory(tmp_path):
     model = keras.Sequential([keras.Input((4,)), L.Dense(3)])
-    # As root (CI), a read-only bind mount: root ignores permission bits.
+    # Runs as root too (root ignores permission bits): see `unwritable_dir`.
     with unwritable_dir(tmp_path / "locked") as (locked, reason):
         message = rf"cannot be written to \('{re.escape(str(locked))}': {reason}\)\. Received: path="
         with pytest.raises(ValueError, match=message):

@@ -217,3 +217,40 @@ def test_unsupported_custom_layer_warns_and_the_rest_is_pruned(rng, check_pruned
     pruned.fit(x, x[:, :2], verbose=0, callbacks=[tfprune.PruningCallback()])
     check_pruned(pruned, 0.5)
     assert tfprune.sparsity_report(pruned).rows[0]["layer"] == "known"
+
+
+def test_callback_on_a_model_whose_wrappers_are_not_built():
+    model = keras.Sequential([tfprune.PruningWrapper(L.Dense(2, name="d"), 0.5)], name="lazy")
+    callback = tfprune.PruningCallback()
+    callback.set_model(model)
+    message = _raises(ValueError, "model", callback.on_train_begin)
+    assert message.endswith("are not built; build the model (call it on data or give it an Input) "
+                            "before training. Received: model=lazy")
+
+
+def test_pruning_a_layer_with_nothing_to_prune():
+    layer = L.LayerNormalization(name="norm")
+    layer.build((None, 4))
+    message = _raises(ValueError, "model", tfprune.prune, layer, 0.5)
+    assert message == "Layer 'norm' has nothing tfprune can prune. Received: model=norm"
+
+
+@pytest.mark.parametrize("monitor", [3, "", None])
+def test_quality_guard_monitor_must_be_a_metric_name(monitor):
+    message = _raises(TypeError, "monitor", tfprune.QualityGuard, monitor=monitor)
+    assert message.endswith(f"`monitor` must be a metric name. Received: monitor={monitor!r}")
+
+
+def test_prune_to_before_the_wrapper_is_built():
+    wrapper = tfprune.PruningWrapper(L.Dense(2), 0.5, name="early")
+    message = _raises(ValueError, "sparsity", wrapper.prune_to, 0.5)
+    assert message.startswith("PruningWrapper 'early' is not built yet")
+
+
+def test_check_finite_names_the_weight():
+    wrapper = tfprune.PruningWrapper(L.Dense(2, name="d"), 0.5)
+    wrapper.build((None, 3))
+    wrapper.check_finite()  # finite: no error
+    wrapper.layer.kernel.assign(np.full((3, 2), np.nan, "float32"))
+    message = _raises(ValueError, "layer", wrapper.check_finite)
+    assert "holds NaN or infinite values" in message and message.endswith("Received: layer=d")

@@ -304,9 +304,10 @@ class Staging:
                 raise
         except OSError as e:
             if e.errno in _NOT_WRITABLE:
+                reason = "read-only file system" if e.errno == errno.EROFS else "permission denied"
                 raise ValueError(
                     f"`path` is in a directory that cannot be written to ('{parent}': "
-                    f"{e.strerror or e}). {received('path', self.path)}"
+                    f"{reason}). {received('path', self.path)}"
                 ) from e
             raise self._error(e, *_os_error(e)) from e
         self.target = os.path.join(self.dir, name)

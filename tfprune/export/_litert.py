@@ -54,7 +54,10 @@ def run(model_bytes: bytes, arrays, resolver: str = "AUTO") -> list:
     details = runner.get_input_details()
     names = sorted(details, key=_index)
     if len(names) != len(arrays):
-        raise ValueError(f"The file has {len(names)} inputs; {len(arrays)} arrays were given.")
+        raise ValueError(
+            f"`arrays` must hold one array per input of the file ({len(names)}). "
+            f"Received: len(arrays)={len(arrays)}"
+        )
     fixed = any(
         len(details[n]["shape_signature"]) and details[n]["shape_signature"][0] == 1 for n in names
     )

@@ -66,7 +66,7 @@ def _as_arrays(value, name):
     if isinstance(value, dict):
         raise TypeError(
             f"`{name}` must be an array or a list of arrays (one per model input), "
-            f"not a dict. {received(name, type(value).__name__)}"
+            f"not a dict. Received: {name}=a dict with keys {list(value)}"
         )
     items = list(value) if isinstance(value, (list, tuple)) else [value]
     try:
