@@ -17,6 +17,11 @@ from tfprune._masks.core import apply_mask
 from tfprune.strategies._structure import recurrent_biases
 
 
+def step_dtype() -> str:
+    """int64 steps; int32 on JAX, whose default mode has no 64-bit integers."""
+    return "int32" if keras.backend.backend() == "jax" else "int64"
+
+
 class _MaskConstraint:
     """Variable constraint that zeroes pruned weights after every update.
 
@@ -93,7 +98,7 @@ def create_state(layer, pruned, strategy) -> tuple:
         step = layer.add_weight(
             name="pruning_step",
             shape=(),
-            dtype="int64",
+            dtype=step_dtype(),
             initializer=keras.initializers.Constant(-1),
             trainable=False,
             aggregation="only_first_replica",

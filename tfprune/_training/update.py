@@ -27,6 +27,7 @@ from keras import ops
 
 from tfprune._masks.core import apply_mask
 from tfprune._masks.core import zeros_in
+from tfprune._training.state import step_dtype
 
 
 def _compile(fn):
@@ -238,7 +239,7 @@ class MaskUpdate:
             `{id(variable): zeros}` for every variable whose mask changed.
         """
         host = self._host(step)
-        step_t = ops.convert_to_tensor(np.int64(step))
+        step_t = ops.convert_to_tensor(step, step_dtype())
         counts = self._counts(sparsity, final_sparsity, host, step_t)
         zeros, finite = self._assign(ops.convert_to_tensor(counts), host, step_t)
         zeros = np.asarray(ops.convert_to_numpy(zeros)).reshape(-1)
@@ -255,7 +256,7 @@ class MaskUpdate:
                                         for t in self.changed):
             next_sparsity, next_step = upcoming
             host = self._host(next_step)
-            step_t = ops.convert_to_tensor(np.int64(next_step))
+            step_t = ops.convert_to_tensor(next_step, step_dtype())
             counts = self._counts(next_sparsity, final_sparsity, host, step_t)
             self._upcoming(ops.convert_to_tensor(counts), host, step_t)
         return {id(self.slots[t].weight.variable): int(z) for t, z in zip(self.changed, zeros)}
