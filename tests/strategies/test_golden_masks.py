@@ -4,7 +4,11 @@
 tfprune 0.1.0 (eager selection on the host): every criterion x granularity
 x allocation on five models (MLP, LSTM, GRU, Conv + depthwise, attention),
 two successive updates (the second pruning on top of the first), plus single
-rows up to 70,001 entries with many ties. Both the eager `Plan.compute_masks`
+rows up to 70,001 entries with many ties. One deliberate change since: on the
+conv model, `Units` now prunes a depthwise channel together with the channel
+of the convolution that feeds it (the channel dependency analysis of
+`tfprune/_base/channels.py`), so its `units` / `unitsmean` masks were
+recorded again from the current code; every other mask is 0.1.0's. Both the eager `Plan.compute_masks`
 and the compiled `MaskUpdate` must reproduce them bit for bit, and raise
 where 0.1.0 raised.
 """

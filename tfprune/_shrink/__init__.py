@@ -1,10 +1,12 @@
 """`tfprune.shrink`: physically remove dead units from a Keras model.
 
 Modules:
-- `_graph`: the channel classes and which of them can go (union-find).
+- `_graph`: the channel classes and which of them can go (the union-find of
+  `tfprune._base.channels`, with constant values and carriers).
 - `_surgery`: the per-layer surgery interface, its registry and the layers
   without units (activations, pooling, reshaping, merges, BatchNormalization).
-- `_weighted`: Dense, Conv1D/2D/3D, Embedding, TimeDistributed.
+- `_weighted`: Dense, Conv1D/2D/3D, DepthwiseConv1D/2D, Embedding,
+  TimeDistributed.
 - `_recurrent`: SimpleRNN, LSTM, GRU, Bidirectional.
 - `_core`: `shrink` itself: analysis, re-wiring, verification.
 - `_report`: `ShrinkReport`.

@@ -7,6 +7,10 @@ import warnings
 import keras
 import numpy as np
 
+from tfprune._base.channels import data_tensors
+from tfprune._base.channels import graph_nodes
+from tfprune._base.channels import graph_view as _graph_view
+from tfprune._base.channels import last_dim as _last_dim
 from tfprune._base.graph import is_graph_model
 from tfprune._base.validation import received
 from tfprune._shrink._graph import LayerPlan
@@ -98,28 +102,12 @@ def shrink(model: keras.Model, *, return_report: bool = False):
 
 
 # --------------------------------------------------------------- analysis
-def _graph_view(model):
-    """The Functional graph of a Sequential or Functional model."""
-    return model._functional if isinstance(model, keras.Sequential) else model
-
-
 def _fallback(layer, node, inputs, graph):
     """What happens at a call shrink cannot follow: everything is kept."""
     graph.opaque.add(id(layer))
     for x in inputs:
         graph.pin(x)
     return [graph.fresh(_last_dim(t)) for t in node.outputs]
-
-
-def _last_dim(tensor):
-    return tensor.shape[-1] if len(tensor.shape) else None
-
-
-def _data_tensors(node) -> list:
-    """The input tensors of a call, without the Keras mask passed as `mask=`."""
-    mask = node.arguments.kwargs.get("mask")
-    masks = {id(t) for t in keras.tree.flatten(mask)} if mask is not None else set()
-    return [t for t in node.input_tensors if id(t) not in masks]
 
 
 def analyze(model) -> UnitGraph:
@@ -129,23 +117,20 @@ def analyze(model) -> UnitGraph:
     channels = {}
     for x in view.inputs:
         channels[id(x)] = graph.fresh(_last_dim(x))
-    for depth in sorted(view._nodes_by_depth, reverse=True):
-        for node in view._nodes_by_depth[depth]:
-            layer = node.operation
-            if layer is None or node.is_input:
-                continue
-            inputs = [channels.get(id(t)) for t in _data_tensors(node)]
-            graph.current = id(layer)
-            outputs = None
-            if not isinstance(layer, PruningWrapper):
-                outputs = surgery_for(layer).analyze(layer, node, inputs, graph)
-            if outputs is None or len(outputs) != len(node.outputs) or any(
-                ch is not None and len(ch) != _last_dim(t) for ch, t in zip(outputs, node.outputs)
-            ):
-                outputs = _fallback(layer, node, inputs, graph)
-            for tensor, ch in zip(node.outputs, outputs):
-                channels[id(tensor)] = ch
-                graph.track(ch)
+    for node in graph_nodes(view):
+        layer = node.operation
+        inputs = [channels.get(id(t)) for t in data_tensors(node)]
+        graph.current = id(layer)
+        outputs = None
+        if not isinstance(layer, PruningWrapper):
+            outputs = surgery_for(layer).analyze(layer, node, inputs, graph)
+        if outputs is None or len(outputs) != len(node.outputs) or any(
+            ch is not None and len(ch) != _last_dim(t) for ch, t in zip(outputs, node.outputs)
+        ):
+            outputs = _fallback(layer, node, inputs, graph)
+        for tensor, ch in zip(node.outputs, outputs):
+            channels[id(tensor)] = ch
+            graph.track(ch)
     for x in view.outputs:
         graph.pin(channels.get(id(x)))
     graph.finalize()

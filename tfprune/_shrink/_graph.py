@@ -15,6 +15,12 @@ A class is *pinned* (kept) as soon as one of its channels:
   non-zero constant where the consumer cannot fold it into its bias. A
   consumer whose weights for the channel are all zero does not read it.
 
+A convolution whose padding reaches its window cannot fold a constant
+channel into its bias (the border sees zeros), but it can fold it into
+another constant channel of the same input, which has the same zeros at the
+border: one constant channel, the *carrier*, stays and the weights of the
+others, scaled by the ratio of their values, are added to its weights.
+
 Every class that is not pinned is removed. Keeping a class is always exact,
 so the analysis is free to pin whenever it is unsure.
 """
@@ -24,6 +30,8 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+
+from tfprune._base.channels import ChannelUnion
 
 
 @dataclasses.dataclass
@@ -56,7 +64,7 @@ def concat(parts: list) -> Channels:
     )
 
 
-class UnitGraph:
+class UnitGraph(ChannelUnion):
     """Union-find over channel classes, with the per-layer bookkeeping.
 
     Layers record what they consume (`rows`) and produce (`units`) under
@@ -66,54 +74,25 @@ class UnitGraph:
     """
 
     def __init__(self):
-        self._parent: list[int] = []
-        self._pinned: list[bool] = []
+        super().__init__()
         self.current = None
         self.units: dict = {}
         self.rows: dict = {}
         self.opaque: set = set()
         self.tensors: list[Channels] = []
+        self.unread: dict = {}
+        self.carriers: dict = {}
 
     # ------------------------------------------------------------- classes
-    def new(self, n: int, pinned: bool = False) -> np.ndarray:
-        start = len(self._parent)
-        self._parent.extend(range(start, start + n))
-        self._pinned.extend([pinned] * n)
-        return np.arange(start, start + n)
-
     def fresh(self, n) -> Channels | None:
         """Pinned channels for a tensor whose content shrink does not follow."""
         if not isinstance(n, int) or n <= 0:
             return None
         return Channels(self.new(n, pinned=True), np.full(n, np.nan))
 
-    def find(self, i: int) -> int:
-        parent = self._parent
-        root = i
-        while parent[root] != root:
-            root = parent[root]
-        while parent[i] != root:
-            parent[i], i = root, parent[i]
-        return root
-
-    def union(self, a, b) -> None:
-        for x, y in zip(np.atleast_1d(a), np.atleast_1d(b)):
-            rx, ry = self.find(int(x)), self.find(int(y))
-            if rx != ry:
-                self._parent[ry] = rx
-                self._pinned[rx] = self._pinned[rx] or self._pinned[ry]
-
-    def pin(self, ids) -> None:
-        if ids is None:
-            return
-        if isinstance(ids, Channels):
-            ids = ids.ids
-        for i in np.unique(np.asarray(ids, dtype="int64")):
-            self._pinned[self.find(int(i))] = True
-
     def removed(self, ids) -> np.ndarray:
         """Boolean array: which of `ids` are removed (not pinned)."""
-        return np.array([not self._pinned[self.find(int(i))] for i in ids], dtype=bool)
+        return ~self.pinned(ids)
 
     # -------------------------------------------------------- bookkeeping
     def layer_units(self, key: str, vals, pin_live: bool = True) -> Channels:
@@ -134,7 +113,7 @@ class UnitGraph:
         return Channels(ids, vals)
 
     def consume(self, key: str, x: Channels, fold_ok: bool = True, need_const: bool = True,
-                unread=None) -> None:
+                unread=None, carrier: bool = False) -> None:
         """Records that the current layer reads the channels of `x` as `key`.
 
         Args:
@@ -147,15 +126,20 @@ class UnitGraph:
                 per-channel layers such as BatchNormalization.
             unread: optional boolean mask of the rows whose weights are all
                 zero: the layer ignores them, so they can go whatever they hold.
+            carrier: when `fold_ok` is False, whether non-zero constants
+                can go into a carrier row instead (see the module docstring;
+                chosen by `finalize`).
         """
         vals = x.vals.copy()
         free = np.zeros(len(vals), bool) if unread is None else np.asarray(unread, bool)
         if need_const:
             bad = np.isnan(vals)
-            if not fold_ok:
+            if not fold_ok and not carrier:
                 bad |= vals != 0
             self.pin(x.ids[bad & ~free])
         k = (self.current, key)
+        if not fold_ok and carrier:
+            self.unread[k] = free
         if k in self.rows:
             prev = self.rows[k]
             self.union(prev.ids, x.ids)
@@ -178,6 +162,8 @@ class UnitGraph:
         for (owner, _), ch in list(self.rows.items()) + list(self.units.items()):
             if owner in self.opaque:
                 self.pin(ch)
+        for k, free in self.unread.items():
+            self._choose_carrier(k, free)
         groups = self.tensors + [Channels(ids, ids) for ids in self.units.values()]
         changed = True
         while changed:
@@ -186,6 +172,18 @@ class UnitGraph:
                 if len(ch) and self.removed(ch.ids).all():
                     self.pin(ch.ids[:1])
                     changed = True
+
+    def _choose_carrier(self, k, free) -> None:
+        """Keeps one constant row of the rows `k` if others must fold into it."""
+        ch = self.rows[k]
+        const = np.isfinite(ch.vals) & (ch.vals != 0)
+        if not (const & ~free & self.removed(ch.ids)).any():
+            return
+        kept = const & ~self.removed(ch.ids)
+        pool = kept if kept.any() else const  # a row kept anyway costs nothing
+        index = int(np.argmax(np.where(pool, np.abs(ch.vals), -1.0)))
+        self.pin(ch.ids[index:index + 1])
+        self.carriers[k] = (index, float(ch.vals[index]))
 
 
 class LayerPlan:
@@ -209,6 +207,11 @@ class LayerPlan:
         # A removed row is constant or unread (all-zero weights): NaN folds as 0.
         fold = np.where(keep, 0.0, np.nan_to_num(ch.vals, nan=0.0))
         return keep, fold
+
+    def carrier(self, key: str):
+        """`(index, value)` of the row the removed constant rows of `key` fold
+        into (instead of the bias), or None."""
+        return self._graph.carriers.get((self._owner, key))
 
     def units(self, key: str):
         """Boolean mask of the output units (recorded as `key`) that stay."""

@@ -21,7 +21,11 @@ import math
 import keras
 import numpy as np
 
+from tfprune._base import channels as _channels
 from tfprune._base import walk
+from tfprune._base.channels import channels_last
+from tfprune._base.channels import is_elementwise
+from tfprune._base.channels import last_dim
 from tfprune._shrink._graph import Channels
 from tfprune._shrink._graph import UnitGraph
 
@@ -133,23 +137,6 @@ def sibling(path: str, name: str) -> str:
     return name if len(head) == 1 else f"{head[0]}/{name}"
 
 
-def channels_last(layer) -> bool:
-    return getattr(layer, "data_format", "channels_last") == "channels_last"
-
-
-_ELEMENTWISE = [
-    "celu", "elu", "exponential", "gelu", "hard_shrink", "hard_sigmoid", "hard_silu",
-    "hard_swish", "hard_tanh", "leaky_relu", "linear", "log_sigmoid", "mish", "relu",
-    "relu6", "selu", "sigmoid", "silu", "soft_shrink", "softplus", "softsign",
-    "sparse_plus", "sparse_sigmoid", "squareplus", "swish", "tanh", "tanh_shrink",
-]
-
-
-def is_elementwise(activation) -> bool:
-    """True for built-in activations that act on each value on its own."""
-    return any(getattr(keras.activations, name, None) is activation for name in _ELEMENTWISE)
-
-
 def apply_elementwise(fn, vals: np.ndarray, dtype="float32") -> np.ndarray:
     """`fn` applied to the known values of `vals` (NaN stays NaN), computed in `dtype`."""
     known = ~np.isnan(vals)
@@ -161,11 +148,6 @@ def apply_elementwise(fn, vals: np.ndarray, dtype="float32") -> np.ndarray:
 def compute_dtype(layer) -> str:
     dtype = getattr(layer, "compute_dtype", "float32") or "float32"
     return dtype if dtype in ("float32", "float64") else "float32"
-
-
-def last_dim(tensor):
-    shape = tensor.shape
-    return shape[-1] if len(shape) else None
 
 
 def single(node, inputs):
@@ -325,17 +307,10 @@ def _layers(*names):
 
 
 for _classes, _surgery in [
-    (_layers("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
-             "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization",
-             "Identity"), Identity()),
-    (_layers("Activation", "ReLU", "LeakyReLU", "ELU"), Elementwise()),
-    (_layers("MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D",
-             "AveragePooling2D", "AveragePooling3D", "GlobalMaxPooling1D",
-             "GlobalMaxPooling2D", "GlobalMaxPooling3D", "GlobalAveragePooling1D",
-             "GlobalAveragePooling2D", "GlobalAveragePooling3D", "UpSampling1D",
-             "UpSampling2D", "UpSampling3D", "Cropping1D", "Cropping2D", "Cropping3D",
-             "RepeatVector"), ChannelPreserving()),
-    (_layers("ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D"), ChannelPreserving(pads=True)),
+    (_channels.IDENTITY, Identity()),
+    (_channels.ELEMENTWISE, Elementwise()),
+    (_channels.CHANNEL_PRESERVING, ChannelPreserving()),
+    (_channels.PADDING, ChannelPreserving(pads=True)),
     (_layers("Flatten"), Flatten()),
     (_layers("Reshape"), Reshape()),
     (_layers("BatchNormalization"), BatchNormalization()),

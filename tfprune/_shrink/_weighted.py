@@ -1,4 +1,4 @@
-"""Surgery for layers with output units: Dense, Conv, Embedding, TimeDistributed.
+"""Surgery for layers with weights: Dense, Conv, DepthwiseConv, Embedding, TimeDistributed.
 
 A unit is constant when every weight that connects it to a data-dependent
 input is zero; its value is `activation(bias + sum of constant inputs x
@@ -6,9 +6,16 @@ weights)`, computed by calling the activation (elementwise activations only).
 A removed input row that holds a constant is folded into the consumer's bias
 (`value x weights`, a bias is added if the layer had none): always exact for
 Dense, for a convolution only when no padding reaches the kernel ("valid"
-padding or a 1-sized kernel); otherwise only zero constants go. A row whose
+padding or a 1-sized kernel); otherwise the constant rows fold into one of
+them that stays (the carrier, see `_graph`). A row whose
 weights are all zero is not read at all and can go whatever it holds; a unit
 that no consumer reads can go too (unless its activation mixes units).
+
+A depthwise convolution (`depth_multiplier=1`) has no units of its own: its
+channel `c` reads only input channel `c`, so both are one channel, removed
+together with their kernel slice and bias entry. Its output is constant
+when its kernel slice is zero (the bias) or its input is a constant that no
+padding reaches (or a zero constant).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from tfprune._base.channels import per_channel_depthwise
 from tfprune._shrink._surgery import Rebuilt
 from tfprune._shrink._surgery import Surgery
 from tfprune._shrink._surgery import apply_elementwise
@@ -86,7 +94,8 @@ class Dense(Surgery):
         units = kernel.shape[-1]
         bias = to_numpy(layer.bias).astype("float64") if layer.use_bias else np.zeros(units)
         fold_ok = self.fold_ok(layer)
-        graph.consume("kernel", x, fold_ok=fold_ok, unread=~np.any(nonzero, axis=1))
+        graph.consume("kernel", x, fold_ok=fold_ok, unread=~np.any(nonzero, axis=1),
+                      carrier=kernel.ndim > 2)
         vals = unit_values(
             nonzero, total, bias, x.vals, fold_ok, layer.activation, compute_dtype(layer)
         )
@@ -103,6 +112,12 @@ class Dense(Surgery):
         if keep_in.all() and keep_out.all() and not fold.any():
             return None
         kernel = to_numpy(layer.kernel)
+        carrier = plan.carrier("kernel")
+        if carrier is not None:  # the border sees zeros: fold into a constant row
+            index, value = carrier
+            wide = kernel.astype("float64")
+            wide[..., index, :] += np.tensordot(fold / value, wide, axes=([0], [wide.ndim - 2]))
+            kernel, fold = wide.astype(kernel.dtype), np.zeros_like(fold)
         delta = fold @ _per_input(kernel.astype("float64"))[1]
         use_bias = bool(layer.use_bias or np.any(delta != 0))
         config = layer.get_config()
@@ -134,6 +149,38 @@ class Conv(Dense):
 
     def fold_ok(self, layer) -> bool:
         return layer.padding == "valid" or all(k == 1 for k in layer.kernel_size)
+
+
+class Depthwise(Surgery):
+    """DepthwiseConv1D/2D, channels last, `depth_multiplier=1`: channel in = channel out."""
+
+    def analyze(self, layer, node, inputs, graph):
+        x = single(node, inputs)
+        if x is None or not per_channel_depthwise(layer) or not is_elementwise(layer.activation):
+            return None
+        kernel = to_numpy(layer.kernel).astype("float64")[..., 0]  # (*window, channels)
+        if kernel.shape[-1] != len(x):
+            return None
+        graph.consume("channels", x, need_const=False)
+        window = tuple(range(kernel.ndim - 1))
+        reads = np.any(kernel != 0, axis=window)
+        bias = to_numpy(layer.bias).astype("float64") if layer.use_bias else np.zeros(len(x))
+        fold_ok = layer.padding == "valid" or all(k == 1 for k in layer.kernel_size)
+        known = ~np.isnan(x.vals) & (fold_ok | (x.vals == 0))
+        with np.errstate(invalid="ignore"):
+            pre = np.where(known, x.vals * kernel.sum(axis=window), np.nan) + bias
+        pre = np.where(reads, pre, bias)
+        return [x.with_vals(apply_elementwise(layer.activation, pre, compute_dtype(layer)))]
+
+    def rebuild(self, layer, plan):
+        rows = plan.rows("channels")
+        if rows is None or rows[0].all():
+            return None
+        keep = rows[0]
+        arrays = {rel_path(layer.kernel, layer): to_numpy(layer.kernel)[..., keep, :]}
+        if layer.use_bias:
+            arrays[rel_path(layer.bias, layer)] = to_numpy(layer.bias)[keep]
+        return Rebuilt(type(layer).from_config(layer.get_config()), arrays)
 
 
 class Embedding(Surgery):
@@ -186,5 +233,8 @@ class TimeDistributed(Surgery):
 register_surgery(keras.layers.Dense, Dense())
 for _name in ("Conv1D", "Conv2D", "Conv3D"):
     register_surgery(getattr(keras.layers, _name), Conv())
+for _name in ("DepthwiseConv1D", "DepthwiseConv2D"):
+    if hasattr(keras.layers, _name):
+        register_surgery(getattr(keras.layers, _name), Depthwise())
 register_surgery(keras.layers.Embedding, Embedding())
 register_surgery(keras.layers.TimeDistributed, TimeDistributed())

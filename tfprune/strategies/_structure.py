@@ -3,7 +3,15 @@
 Which tensors of a model share units (the math of units is
 `tfprune._masks.units`):
 
-- `unit_groups(weights, layer)`: the groups of a list of `PrunableWeight`s;
+- `unit_groups(weights, layer)`: the groups of a list of `PrunableWeight`s.
+  In a Sequential or Functional model, the channels that can only be
+  removed together (`tfprune._base.channels`) share one decision: the
+  producers feeding an Add, Subtract, Multiply (a squeeze-excitation gate),
+  Average, Maximum or Minimum, through BatchNormalization, activations and
+  pooling, and the per-channel depthwise convolutions reading them form one
+  group, unit `j` of every tensor being the same channel. Tensors whose
+  coupled channels do not line up one to one (a Concatenate feeding an Add)
+  keep a group each;
 - `recurrent_biases(weights)`: the cell biases masked with their units;
 - `io_layers(model)`: the prunable layers nearest the model's inputs and
   outputs (protected by "regression"; output units are never removed).
@@ -16,6 +24,10 @@ import dataclasses
 import keras
 
 from tfprune._base import walk
+from tfprune._base.channels import ChannelUnion
+from tfprune._base.channels import channel_dependencies
+from tfprune._base.graph import is_graph_model
+from tfprune._base.graph import is_graph_subclass
 from tfprune._masks.units import UnitGroup
 from tfprune._masks.units import UnitSlice
 
@@ -98,10 +110,50 @@ def unit_groups(pruned_weights, layer=None) -> list:
         slices += [UnitSlice(i, 0, 1) for i in rows]
         groups.append(UnitGroup(pruned_weights[members[0]].path, tuple(slices)))
         claimed.update(members)
-    for i, pw in enumerate(pruned_weights):
-        if i not in claimed:
-            groups.append(UnitGroup(pw.name, (UnitSlice(i, _unit_axis(pw.layer), pw.gates),)))
+    rest = [i for i in range(len(pruned_weights)) if i not in claimed]
+    groups += _channel_groups(pruned_weights, rest, layer)
     return sorted(groups, key=lambda g: min(g.tensors))
+
+
+def _channel_classes(pruned_weights, indices, layer) -> dict:
+    """`{tensor: (axis, classes)}`: the channel class of each unit of the
+    tensors `indices` that the channel analysis of `layer` follows."""
+    if layer is None or not (is_graph_model(layer) or is_graph_subclass(layer)):
+        return {}
+    deps = channel_dependencies(layer)
+    found = {}
+    for i in indices:
+        axis_ids = deps.unit_ids(pruned_weights[i]) if pruned_weights[i].gates == 1 else None
+        if axis_ids is not None:
+            found[i] = (axis_ids[0], tuple(int(c) for c in deps.roots(axis_ids[1])))
+    return found
+
+
+def _channel_groups(pruned_weights, indices, layer) -> list:
+    """One group per set of tensors whose units are the same channels, one
+    group per tensor where the channels are not coupled or do not line up."""
+    found = _channel_classes(pruned_weights, indices, layer)
+    links, first = ChannelUnion(), {}  # tensors sharing a class are coupled
+    links.new(len(pruned_weights))
+    for i, (_, classes) in found.items():
+        for c in classes:
+            links.union(first.setdefault(c, i), i)
+    components = {}
+    for i in found:
+        components.setdefault(links.find(i), []).append(i)
+    groups, coupled = [], set()
+    for members in components.values():
+        classes = {found[i][1] for i in members}
+        (units,) = classes if len(classes) == 1 else (None,)
+        if len(members) > 1 and units is not None and len(set(units)) == len(units):
+            slices = tuple(UnitSlice(i, found[i][0], 1) for i in sorted(members))
+            groups.append(UnitGroup(pruned_weights[min(members)].name, slices))
+            coupled.update(members)
+    for i in indices:
+        if i not in coupled:
+            pw = pruned_weights[i]
+            groups.append(UnitGroup(pw.name, (UnitSlice(i, _unit_axis(pw.layer), pw.gates),)))
+    return groups
 
 
 # ------------------------------------------------------ model inputs/outputs
