@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # What the JAX pass of `make test` runs (the TensorFlow pass runs everything).
 JAX_TESTS ?= tests/backends tests/masks/test_mask_math.py::test_a_mask_that_cannot_change_is_kept_as_it_is
 
-.PHONY: install test test-all demo docs bench bench-quick bench-env clean
+.PHONY: install test test-all test-models demo docs bench bench-quick bench-env clean
 
 install: $(STAMP)
 
@@ -29,6 +29,17 @@ test: $(STAMP)
 # Everything, the cases marked slow included.
 test-all: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -m "slow or not slow" $(PYTEST_ARGS)
+
+# The model matrices: every keras.applications family and keras_hub
+# backbones, end to end (tests/models, slow cases included; keras_hub comes
+# from the `models` extra).
+MODELS_STAMP := $(VENV)/.installed-models
+$(MODELS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[dev,models]"
+	touch $@
+
+test-models: $(MODELS_STAMP)
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest tests/models -m "slow or not slow" $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) examples/house_prices.py

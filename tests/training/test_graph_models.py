@@ -2,7 +2,8 @@
 
 Each case builds a small Functional model with one graph feature (bare
 `keras.ops` operations, a `Lambda`, a shared layer, nested models, several
-inputs and outputs, dict inputs) and runs it through the whole life cycle:
+inputs and outputs, dict inputs, an embedding that is also the output
+projection) and runs it through the whole life cycle:
 the pruned kernels end exactly at the schedule's sparsity, `strip` keeps the
 predictions, and both models survive a `.keras` round trip.
 """
@@ -85,6 +86,17 @@ def _dict_inputs():
     return keras.Model(inputs, outputs, name="dict_inputs")
 
 
+def _reversible_embeddings():
+    """Two ReversibleEmbeddings, each called twice: the token lookup and,
+    with `reverse=True`, the output projection. The tied one uses its one
+    `embeddings` both ways; the untied one projects with `reverse_embeddings`."""
+    x = keras.Input((7,), dtype="int32", name="x")
+    tied = L.ReversibleEmbedding(12, 6, name="tied")
+    untied = L.ReversibleEmbedding(12, 6, tie_weights=False, name="untied")
+    h = L.Dense(6, activation="tanh", name="mix")(tied(x) + untied(x))
+    return keras.Model(x, tied(h, reverse=True) + untied(h, reverse=True), name="reversible")
+
+
 def _inputs(model, rng, n):
     """Random data shaped like `model`'s inputs (same structure)."""
 
@@ -123,6 +135,10 @@ CASES = {
     "dict_inputs": (
         _dict_inputs,
         ["embedding/embeddings", "a/kernel", "b/kernel", "score/kernel", "logits/kernel"],
+    ),
+    "reversible_embeddings": (
+        _reversible_embeddings,
+        ["tied/embeddings", "untied/embeddings", "untied/reverse_embeddings", "mix/kernel"],
     ),
 }
 
@@ -241,3 +257,120 @@ def test_strip_copies_a_functional_subclass_as_a_plain_functional_model(rng):
     assert type(final).__name__ == "Functional"
     assert [layer.name for layer in final.layers] == ["x", "body"]
     np.testing.assert_array_equal(np.asarray(final(x)), out)
+
+
+class _DerivedConfig(L.Layer):
+    """A block whose config holds a value derived from its arguments, which
+    its constructor rejects (keras_hub's ViTPatchingAndEmbedding does so):
+    it cannot be re-created from its config."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.proj = L.Dense(units, name="proj")
+
+    def build(self, input_shape):
+        self.proj.build(input_shape)
+
+    def call(self, x):
+        return self.proj(x)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "fan_out": self.units}
+
+
+class _Backbone(keras.Model):
+    """A Functional subclass re-created from its own small config, as
+    keras_hub backbones are."""
+
+    def __init__(self, units=5, **kwargs):
+        x = keras.Input((6,), name="x")
+        h = _DerivedConfig(units, name="block")(x)
+        super().__init__(x, L.Dense(1, name="head")(h), **kwargs)
+        self.units = units
+
+    def get_config(self):
+        return {"units": self.units, "name": self.name, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def test_graph_subclass_with_an_uncopyable_layer_is_rebuilt_from_its_config(rng):
+    model = _Backbone(name="backbone")
+    x = _inputs(model, rng, STEPS * BATCH)
+    before = _predict(model, x)
+    with pytest.warns(UserWarning, match="'backbone' is a _Backbone; its copy") as caught:
+        pruned = tfprune.prune(model, _schedule())
+    assert not [w for w in caught if "shared with the original" in str(w.message)]
+    # No variable is shared: training the copy leaves the original as it was.
+    assert not {id(v) for v in model.weights} & {id(v) for v in pruned.weights}
+    pruned.compile("adam", "mse")
+    pruned.fit(x, _targets(model, rng, STEPS * BATCH), batch_size=BATCH, verbose=0,
+               callbacks=[tfprune.PruningCallback(update_every=2)])
+    assert [r["zeros"] for r in tfprune.sparsity_report(pruned).rows] == [24, 4]
+    _assert_same(_predict(model, x), before)
+    assert not tfprune.sparsity_report(model).zeros
+
+
+def test_uncopyable_layer_of_a_functional_model_is_shared_and_named():
+    x = keras.Input((6,), name="x")
+    model = keras.Model(x, L.Dense(1, name="head")(_DerivedConfig(5, name="block")(x)))
+    with pytest.warns(UserWarning, match=r"layers \['block'\] could not be re-created"):
+        pruned = tfprune.prune(model, _schedule())
+    assert pruned.get_layer("pruned_block").layer is model.get_layer("block")
+
+
+class _LayerScale(L.Layer):
+    """A learned per-channel scale (ConvNeXt's LayerScale): one vector."""
+
+    def build(self, input_shape):
+        self.gamma = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="gamma")
+
+    def call(self, x):
+        return x * self.gamma
+
+
+def test_layer_owning_only_vectors_is_left_dense_without_a_warning():
+    x = keras.Input((6,), name="x")
+    model = keras.Model(x, _LayerScale(name="scale")(L.Dense(4, name="a")(x)))
+    pruned = tfprune.prune(model, 0.5)  # a tfprune warning is an error here
+    assert [r["layer"] for r in tfprune.sparsity_report(pruned).rows] == ["a"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ValueError,
+    reason="PruningWrapper.call(inputs, *args, training=None, **kwargs) "
+    "(tfprune/_training/wrapper.py) binds all keyword arguments into one nested "
+    "`kwargs` argument, and Keras' CallSpec rejects a nested argument that mixes "
+    "a tensor (attention_mask) with plain values (use_causal_mask=True): 'In a "
+    "nested call() argument, you cannot mix tensors and non-tensors'",
+)
+def test_wrapped_layer_takes_tensor_and_plain_keyword_arguments(rng, tmp_path):
+    """keras_hub's T5 layers are called so: `attention_mask=<tensor>`,
+    `use_causal_mask=False`."""
+    x = keras.Input((4, 8), name="x")
+    mask = keras.Input((4, 4), dtype="int32", name="mask")
+    h = L.MultiHeadAttention(2, 4, name="mha")(x, x, attention_mask=mask, use_causal_mask=True)
+    model = keras.Model([x, mask], L.Dense(1, name="head")(h), name="masked_attention")
+    pruned = tfprune.prune(model, _schedule())
+    tensors = [f"mha/{n}/kernel" for n in ("query", "key", "value", "attention_output")]
+    _check_life_cycle(model, pruned, tensors + ["head/kernel"], rng, tmp_path)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ValueError,
+    reason="tfprune.export feeds the model a list of arrays, one per input "
+    "(tfprune/export/_saved_model.py `write`, _model.call); a Functional model "
+    "whose dict inputs are not in sorted key order (every keras_hub backbone) "
+    "rejects a list: 'The structure of `inputs` doesn't match'",
+)
+def test_tflite_export_of_a_dict_input_model(tmp_path):
+    pytest.importorskip("ai_edge_litert.interpreter", reason="LiteRT is not installed")
+    inputs = {"tok": keras.Input((4,), name="tok"), "num": keras.Input((6,), name="num")}
+    h = L.Concatenate(name="join")([inputs["tok"], inputs["num"]])
+    model = keras.Model(inputs, L.Dense(1, name="head")(h), name="unsorted_dict_inputs")
+    tfprune.export.tflite(model, tmp_path / "model.tflite")

@@ -120,8 +120,10 @@ def copy_graph_model(model, clone_function=None):
     Every layer and every bare operation of the graph is re-created from its
     config, nested Sequential/Functional models are copied recursively, and a
     layer called several times stays one (shared) layer in the copy. A layer
-    with weights that cannot be re-created (no `get_config`) is shared with
-    `model` and a warning names it.
+    with weights that cannot be re-created (no `get_config`, or a config its
+    constructor rejects) is shared with `model` and a warning names it,
+    unless `model` is a graph subclass that its own config re-creates (a
+    `keras_hub` backbone): the copy is then built by its constructor.
 
     Args:
         model: a Sequential or Functional model, or a subclass of one (see
@@ -141,8 +143,11 @@ def copy_graph_model(model, clone_function=None):
     copy = keras.models.clone_model(
         model, clone_function=lambda layer: _copy_or_share(layer, shared), recursive=True
     )
+    if shared and is_graph_subclass(model):
+        rebuilt = _rebuild_from_config(model)
+        if rebuilt is not None:
+            copy, shared = rebuilt, []
     copy.set_weights(model.get_weights())
-    warn_if_class_lost(model, copy, stacklevel=3)
     if shared:
         warnings.warn(
             f"tfprune: layers {shared} could not be re-created from their config and are "
@@ -151,12 +156,30 @@ def copy_graph_model(model, clone_function=None):
             UserWarning,
             stacklevel=3,
         )
-    if clone_function is None:
-        return copy
-    # Re-wire the copy around the replacements; layers are reused, not copied.
-    return keras.models.clone_model(
-        copy, clone_function=_layers_only(clone_function), recursive=True
-    )
+    if clone_function is not None:
+        # Re-wire the copy around the replacements; layers are reused, not copied.
+        copy = keras.models.clone_model(
+            copy, clone_function=_layers_only(clone_function), recursive=True
+        )
+    warn_if_class_lost(model, copy, stacklevel=3)
+    return copy
+
+
+def _rebuild_from_config(model):
+    """`model` re-created by its own class from its config, or None.
+
+    A graph subclass whose constructor builds its graph from a few arguments
+    (`keras_hub` backbones) re-creates every layer that way, even layers
+    whose own config does not round-trip. None when that fails or gives
+    weights of other shapes than `model`'s.
+    """
+    try:
+        rebuilt = type(model).from_config(model.get_config())
+    except Exception:  # no usable config: the caller shares layers instead
+        return None
+    if [tuple(v.shape) for v in rebuilt.weights] != [tuple(v.shape) for v in model.weights]:
+        return None
+    return rebuilt
 
 
 def replace_children(model, replace) -> int:

@@ -7,6 +7,10 @@ registered class are supported too. Layers that hold other layers
 (`Bidirectional`, `TimeDistributed`, `MultiHeadAttention`, RNN layers, nested
 models and any custom layer) are searched recursively.
 
+Layers of optional packages (`keras_hub`) are registered by name and
+resolved once their package is imported: a model that holds one has
+imported it, and tfprune never imports it itself.
+
 Extension points, in order of precedence:
 1. A layer with a `get_prunable_weights()` method: it returns the variables
    to prune (biases and normalization parameters should not be among them).
@@ -16,6 +20,7 @@ Extension points, in order of precedence:
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import keras
 
@@ -94,6 +99,10 @@ for _cls, _weights in [
     ("SeparableConv2D", {"depthwise_kernel": 1, "pointwise_kernel": 1}),
     ("DepthwiseConv1D", {"kernel": 1}),
     ("DepthwiseConv2D", {"kernel": 1}),
+    # Before `Embedding`, its base class. With tied weights (the default)
+    # `embeddings` is also the output projection (`reverse=True`): one
+    # variable, one mask, pruned for both uses at once.
+    ("ReversibleEmbedding", {"embeddings": 1, "reverse_embeddings": 1}),
     ("Embedding", {"embeddings": 1}),
     ("SimpleRNNCell", {"kernel": 1, "recurrent_kernel": 1}),
     ("LSTMCell", {"kernel": 4, "recurrent_kernel": 4}),
@@ -102,9 +111,27 @@ for _cls, _weights in [
     if hasattr(keras.layers, _cls):
         _REGISTRY.append((getattr(keras.layers, _cls), _weights))
 
+#: `(module, class name, weights)` of layers from optional packages, added
+#: to the registry by `_resolve_optional` once `module` is imported.
+_OPTIONAL: list[tuple[str, str, dict[str, int]]] = [
+    # A learned (sequence length x hidden) table, an embedding by position.
+    ("keras_hub.layers", "PositionEmbedding", {"embeddings": 1}),
+]
+
+
+def _resolve_optional() -> None:
+    for entry in list(_OPTIONAL):
+        module, name, weights = entry
+        layer_class = getattr(sys.modules.get(module), name, None)
+        if isinstance(layer_class, type):
+            _REGISTRY.append((layer_class, weights))
+            _OPTIONAL.remove(entry)
+
+
 # Layers whose weights are deliberately never pruned: normalization
 # parameters, per-channel activations. `prune` does not list them as
-# unsupported.
+# unsupported; neither does it list other layers that own only vectors
+# (see `is_not_pruned_by_design`).
 NOT_PRUNED = tuple(
     getattr(keras.layers, name)
     for name in [
@@ -159,6 +186,8 @@ def registered_weights(layer):
     """`{name: gates}` for a registered or self-describing layer, else None."""
     if hasattr(layer, "get_prunable_weights") and callable(layer.get_prunable_weights):
         return {v.name: 1 for v in layer.get_prunable_weights()}
+    if _OPTIONAL:
+        _resolve_optional()
     for cls, weights in _REGISTRY:
         if isinstance(layer, cls):
             return weights
@@ -223,5 +252,15 @@ def prunable_weights(layer, include=None) -> list[PrunableWeight]:
 
 
 def is_not_pruned_by_design(layer) -> bool:
-    """True for normalization layers and others whose weights stay dense."""
-    return isinstance(layer, NOT_PRUNED)
+    """True for layers whose weights stay dense by design.
+
+    Normalization layers and per-channel activations (`NOT_PRUNED`), and
+    any other layer whose own weights are all vectors (rank 0 or 1): such
+    weights are per-channel scales and offsets, like biases and
+    normalization parameters (the RMS and layer norms `keras_hub` defines
+    per model, ConvNeXt's LayerScale), which tfprune never prunes.
+    """
+    if isinstance(layer, NOT_PRUNED):
+        return True
+    weights = own_weights(layer)
+    return bool(weights) and all(len(v.shape) <= 1 for v in weights)
