@@ -17,6 +17,11 @@ import os
 import statistics
 import sys
 
+try:  # imported as `tools.<name>` (tests), or run as a script from tools/
+    from tools._blocks import update_page
+except ImportError:
+    from _blocks import update_page
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
 JSON = os.path.join(ROOT, "docs", "benchmarks.json")
@@ -121,15 +126,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     with open(JSON) as f:
         block = render(json.load(f))
-    with open(README) as f:
-        readme = f.read()
-    start, end = readme.index(START), readme.index(END) + len(END)
-    current = readme[start:end]
-    if args.check:
-        return 0 if current == block else 1
-    with open(README, "w") as f:
-        f.write(readme[:start] + block + readme[end:])
-    return 0
+    return update_page(README, [block], args.check)
 
 
 if __name__ == "__main__":

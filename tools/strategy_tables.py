@@ -26,6 +26,11 @@ import os
 import statistics
 import sys
 
+try:  # imported as `tools.<name>` (tests), or run as a script from tools/
+    from tools._blocks import update_page
+except ImportError:
+    from _blocks import update_page
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(ROOT, "docs", "strategies.md")
 BENCHMARKS = os.path.join(ROOT, "docs", "benchmarks.json")
@@ -160,27 +165,11 @@ def render() -> dict:
     return {block.split("\n", 1)[0]: block for block in blocks}
 
 
-def _replace(doc: str, block: str) -> str:
-    start_marker = block.split("\n", 1)[0]
-    end_marker = block.rsplit("\n", 1)[1]
-    start, end = doc.index(start_marker), doc.index(end_marker) + len(end_marker)
-    return doc[:start] + block + doc[end:]
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
-    with open(DOC) as f:
-        doc = f.read()
-    new = doc
-    for block in render().values():
-        new = _replace(new, block)
-    if args.check:
-        return 0 if new == doc else 1
-    with open(DOC, "w") as f:
-        f.write(new)
-    return 0
+    return update_page(DOC, render().values(), args.check)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,11 @@ import json
 import os
 import sys
 
+try:  # imported as `tools.<name>` (tests), or run as a script from tools/
+    from tools._blocks import update_page
+except ImportError:
+    from _blocks import update_page
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGE = os.path.join(ROOT, "docs", "shrink.md")
 JSON = os.path.join(ROOT, "docs", "structured.json")
@@ -100,18 +105,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     with open(JSON) as f:
         block = render(json.load(f))
-    with open(PAGE) as f:
-        page = f.read()
-    start, end = page.index(START), page.index(END) + len(END)
-    new = page[:start] + block + page[end:]
-    if args.check:
-        if new != page:
-            print("docs/shrink.md is stale: run `python tools/structured_tables.py`")
-            return 1
-        return 0
-    with open(PAGE, "w") as f:
-        f.write(new)
-    return 0
+    return update_page(PAGE, [block], args.check)
 
 
 if __name__ == "__main__":
