@@ -42,18 +42,6 @@ VIT_CONFIG = KnownFailure(
     "`num_positions`, which its constructor rejects, so a saved graph holding it "
     "cannot be loaded",
 )
-# Not keras_hub: PruningWrapper.call(inputs, *args, training=None, **kwargs)
-# binds every keyword argument into one nested `kwargs` argument, and Keras
-# refuses a nested argument that mixes tensors and other values (T5 layers
-# get `attention_mask=<tensor>, use_causal_mask=False`). See
-# test_graph_models.py::test_wrapped_layer_takes_tensor_and_plain_keyword_arguments.
-WRAPPER_KWARGS = KnownFailure(
-    ValueError,
-    "In a nested call\\(\\) argument, you cannot mix tensors and non-tensors",
-    "tfprune: PruningWrapper's `**kwargs` call signature mixes a tensor keyword "
-    "argument (attention_mask) with plain ones (use_causal_mask) in one nested argument",
-)
-
 # Keras 3.15: a layer called both inside a nested model and by the model
 # around it is rebuilt as two layers when a `.keras` file is loaded; its
 # variables were saved once, so one of the two gets none. The copies `prune`
@@ -116,7 +104,7 @@ BACKBONES = {
     "T5": (
         lambda hub: hub.models.T5Backbone(
             vocabulary_size=VOCAB, num_heads=2, key_value_dim=8, **TEXT),
-        {"known_failures": {"prune": WRAPPER_KWARGS}},
+        {},
     ),
 }
 

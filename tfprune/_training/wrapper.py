@@ -24,6 +24,27 @@ def _accepts(fn, name) -> bool:
     return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
+def _call_signature_of(layer) -> inspect.Signature:
+    """The signature Keras binds a wrapper's call arguments against.
+
+    The wrapper forwards every argument to the inner layer, so Keras must see
+    the inner layer's parameters one by one: bound against the wrapper's own
+    `(inputs, *args, training=None, **kwargs)`, keyword arguments that mix
+    tensors and plain values (`attention_mask=<tensor>, use_causal_mask=True`)
+    would land in one nested argument, which Keras rejects. `training` is
+    added (keyword-only) when the inner layer does not take it, since the
+    wrapper itself does.
+    """
+    params = list(inspect.signature(layer.call).parameters.values())
+    if not any(p.name == "training" for p in params):
+        training = inspect.Parameter("training", inspect.Parameter.KEYWORD_ONLY, default=None)
+        at = next(
+            (i for i, p in enumerate(params) if p.kind is p.VAR_KEYWORD), len(params)
+        )
+        params.insert(at, training)
+    return inspect.Signature(params)
+
+
 def _builds_from_one_shape(layer) -> bool:
     """True if `layer.build(input_shape)` creates the layer's weights.
 
@@ -125,6 +146,8 @@ class PruningWrapper(keras.layers.Wrapper):
         self.include = include
         kwargs.setdefault("name", f"pruned_{layer.name}")
         super().__init__(layer, **kwargs)
+        self._call_signature = _call_signature_of(layer)
+        self.call_signature_parameters = list(self._call_signature.parameters)
         self._call_passes_training = _accepts(layer.call, "training")
         self.supports_masking = layer.supports_masking
         self.frozen = False
