@@ -59,7 +59,8 @@ def test_model_that_is_not_built(exporter, tmp_path):
 
 @both
 def test_sample_inputs_as_a_dict(exporter, tmp_path):
-    message = r"not a dict\. Received: sample_inputs=a dict with keys \['x'\]$"
+    message = (r"not a dict \(the model's inputs are not a dict\)\. "
+               r"Received: sample_inputs=a dict with keys \['x'\]$")
     with pytest.raises(TypeError, match=message):
         EXPORTERS[exporter](_model(), tmp_path / "out", sample_inputs={"x": np.zeros((2, 4))})
 

@@ -339,15 +339,6 @@ def test_layer_owning_only_vectors_is_left_dense_without_a_warning():
     assert [r["layer"] for r in tfprune.sparsity_report(pruned).rows] == ["a"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="PruningWrapper.call(inputs, *args, training=None, **kwargs) "
-    "(tfprune/_training/wrapper.py) binds all keyword arguments into one nested "
-    "`kwargs` argument, and Keras' CallSpec rejects a nested argument that mixes "
-    "a tensor (attention_mask) with plain values (use_causal_mask=True): 'In a "
-    "nested call() argument, you cannot mix tensors and non-tensors'",
-)
 def test_wrapped_layer_takes_tensor_and_plain_keyword_arguments(rng, tmp_path):
     """keras_hub's T5 layers are called so: `attention_mask=<tensor>`,
     `use_causal_mask=False`."""
@@ -360,17 +351,50 @@ def test_wrapped_layer_takes_tensor_and_plain_keyword_arguments(rng, tmp_path):
     _check_life_cycle(model, pruned, tensors + ["head/kernel"], rng, tmp_path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="tfprune.export feeds the model a list of arrays, one per input "
-    "(tfprune/export/_saved_model.py `write`, _model.call); a Functional model "
-    "whose dict inputs are not in sorted key order (every keras_hub backbone) "
-    "rejects a list: 'The structure of `inputs` doesn't match'",
-)
-def test_tflite_export_of_a_dict_input_model(tmp_path):
+def test_export_of_a_dict_input_model_keeps_each_input_in_its_place(rng, tmp_path):
+    """Dict inputs whose keys are not in sorted order (every keras_hub
+    backbone): the exporters call the model with a dict, and the flat
+    inputs of the artifacts follow `model.inputs` (keys sorted). The two
+    inputs have the same shape, so feeding one in place of the other would
+    pass every shape check and only the verification would notice."""
     pytest.importorskip("ai_edge_litert.interpreter", reason="LiteRT is not installed")
-    inputs = {"tok": keras.Input((4,), name="tok"), "num": keras.Input((6,), name="num")}
-    h = L.Concatenate(name="join")([inputs["tok"], inputs["num"]])
-    model = keras.Model(inputs, L.Dense(1, name="head")(h), name="unsorted_dict_inputs")
-    tfprune.export.tflite(model, tmp_path / "model.tflite")
+    import tensorflow as tf
+
+    inputs = {"tok": keras.Input((6,), name="tok"), "num": keras.Input((6,), name="num")}
+    h = L.Concatenate(name="join")([L.Dense(8, name="a")(inputs["tok"]), inputs["num"] * 3.0])
+    model = keras.Model(inputs, L.Dense(2, name="head")(h), name="unsorted_dict_inputs")
+    pruned = tfprune.prune(model, 0.5)
+    for layer in pruned.layers:
+        if isinstance(layer, tfprune.PruningWrapper):
+            layer.prune_to(0.5)
+    sample = {"tok": rng.standard_normal((5, 6)).astype("float32"),
+              "num": rng.standard_normal((5, 6)).astype("float32")}
+    expected = keras.ops.convert_to_numpy(pruned(sample))
+
+    result = tfprune.export.tflite(pruned, tmp_path / "model.tflite", sample_inputs=sample)
+    assert result.max_abs_error < 1e-4
+    assert "input_0=num, input_1=tok" in " ".join(result.notes)
+    runner = _litert_runner(tmp_path / "model.tflite")
+    got = runner(input_0=sample["num"], input_1=sample["tok"])
+    np.testing.assert_allclose(list(got.values())[0], expected, atol=1e-4)
+
+    saved = tfprune.export.saved_model(pruned, tmp_path / "saved", sample_inputs=sample)
+    assert saved.max_abs_error < 1e-5
+    loaded = tf.saved_model.load(str(tmp_path / "saved"))
+    np.testing.assert_allclose(
+        loaded.serve([sample["num"], sample["tok"]]).numpy(), expected, atol=1e-5
+    )
+
+    calibration = {k: rng.standard_normal((32, 6)).astype("float32") for k in ("num", "tok")}
+    int8 = tfprune.export.tflite(pruned, tmp_path / "int8.tflite", quantize="int8",
+                                 representative_data=calibration, sample_inputs=sample)
+    assert int8.max_abs_error is not None
+
+    with pytest.raises(TypeError, match=r"keys \['num', 'tok'\].*Received: sample_inputs="):
+        tfprune.export.tflite(pruned, tmp_path / "bad.tflite", sample_inputs={"tok": sample["tok"]})
+
+
+def _litert_runner(path):
+    from ai_edge_litert import interpreter
+
+    return interpreter.Interpreter(model_path=str(path)).get_signature_runner()

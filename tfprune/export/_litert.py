@@ -14,6 +14,8 @@ export result; the file should be run with it.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from tfprune.export import _model
@@ -73,7 +75,10 @@ def run(model_bytes: bytes, arrays, resolver: str = "AUTO") -> list:
 
 def _first_line(error: Exception) -> str:
     text = str(error).strip().splitlines()
-    return (text[0] if text else type(error).__name__)[:200]
+    # LiteRT joins some of its messages without a separator ("... node #2Node
+    # number 4 (...) failed to prepare").
+    line = re.sub(r"(\d)(Node number)", r"\1; \2", text[0]) if text else type(error).__name__
+    return line[:200]
 
 
 def verify(model_bytes: bytes, arrays, expected, tolerance: float, label: str):

@@ -62,12 +62,49 @@ def model_sparsity(model) -> float:
     return float(sparsity_report(model).sparsity)
 
 
-def _as_arrays(value, name):
+def _dict_inputs(model):
+    """The dict a Functional model takes as its inputs, or None."""
+    structure = getattr(model, "_inputs_struct", None)
+    return structure if isinstance(structure, dict) else None
+
+
+def pack(model, flat):
+    """Arranges flat inputs (in `model.inputs` order) as the model takes them.
+
+    A Functional model built on a dict or nested list of inputs is called
+    with that structure: `model.inputs` flattens it (dict keys sorted), and
+    a dict-input model whose keys are not in sorted order rejects a list.
+    """
+    structure = getattr(model, "_inputs_struct", None)
+    if structure is not None and keras.tree.is_nested(structure):
+        return keras.tree.pack_sequence_as(structure, list(flat))
+    return flat[0] if len(flat) == 1 else list(flat)
+
+
+def input_order_note(model):
+    """For dict-input models: which key each exported input stands for."""
+    structure = _dict_inputs(model)
+    if structure is None or keras.tree.is_nested(list(structure.values())[0]):
+        return None
+    order = ", ".join(f"input_{i}={key}" for i, key in enumerate(sorted(structure)))
+    return f"dict inputs exported in sorted key order: {order}"
+
+
+def _as_arrays(value, name, model=None):
     if isinstance(value, dict):
-        raise TypeError(
-            f"`{name}` must be an array or a list of arrays (one per model input), "
-            f"not a dict. Received: {name}=a dict with keys {list(value)}"
-        )
+        structure = _dict_inputs(model)
+        if structure is None or set(value) != set(structure):
+            expected = (
+                f"a dict with the keys {sorted(structure)}"
+                if structure is not None
+                else "not a dict (the model's inputs are not a dict)"
+            )
+            raise TypeError(
+                f"`{name}` must be an array or a list of arrays (one per model input), "
+                f"or for a model with dict inputs {expected}. "
+                f"Received: {name}=a dict with keys {list(value)}"
+            )
+        value = [value[key] for key in sorted(value)]
     items = list(value) if isinstance(value, (list, tuple)) else [value]
     try:
         return [np.asarray(keras.ops.convert_to_numpy(v)) for v in items]
@@ -99,7 +136,7 @@ def input_specs(model, sample_inputs=None):
             "`Input`): pass `sample_inputs` (an array or list of arrays, one per input) "
             f"so the input signature can be derived. Received: model={model.name}"
         )
-    arrays = _as_arrays(sample_inputs, "sample_inputs")
+    arrays = _as_arrays(sample_inputs, "sample_inputs", model)
     return [((None,) + a.shape[1:], str(a.dtype), f"input_{i}") for i, a in enumerate(arrays)]
 
 
@@ -120,9 +157,10 @@ def check_inputs(arrays, specs, name):
     return [a.astype(dtype) for a, (_, dtype, _) in zip(arrays, specs)]
 
 
-def user_inputs(value, specs, name):
-    """Validated arrays from a user's `sample_inputs`."""
-    return check_inputs(_as_arrays(value, name), specs, name)
+def user_inputs(value, specs, name, model=None):
+    """Validated arrays from a user's `sample_inputs` (a dict for a model
+    with dict inputs is taken in `model.inputs` order)."""
+    return check_inputs(_as_arrays(value, name, model), specs, name)
 
 
 def _vocabulary(model) -> int:
@@ -157,8 +195,7 @@ def random_inputs(model, specs, batch: int = 4, seed: int = 0):
 
 def call(model, arrays):
     """Runs the Keras model in inference mode; flat list of numpy outputs."""
-    x = arrays[0] if len(arrays) == 1 else list(arrays)
-    outputs = model(x, training=False)
+    outputs = model(pack(model, arrays), training=False)
     return [np.asarray(keras.ops.convert_to_numpy(o)) for o in keras.tree.flatten(outputs)]
 
 

@@ -115,7 +115,8 @@ class ExportResult:
                 f"(tolerance {self.tolerance:g} relative{how})"
             )
         if self.format == "tflite":
-            lines.append(f"  sparse:      {len(self.sparse_tensors)} tensors stored sparse")
+            count = len(self.sparse_tensors)
+            lines.append(f"  sparse:      {count} tensor{'' if count == 1 else 's'} stored sparse")
             lines.append(f"  ops:         {', '.join(self.ops)}")
             batch = "any" if self.batch_size is None else str(self.batch_size)
             lines.append(f"  batch size:  {batch}")

@@ -31,7 +31,7 @@ def write(model, specs, directory: str, batch_size=None, for_conversion=False) -
         for shape, dtype, name in specs
     ]
     if for_conversion:
-        signature = tf_specs if len(tf_specs) == 1 else [tf_specs]
+        signature = [_model.pack(model, tf_specs)]
         model.export(directory, format="tf_saved_model", input_signature=signature, verbose=False)
         return
 
@@ -45,7 +45,7 @@ def write(model, specs, directory: str, batch_size=None, for_conversion=False) -
 
         @tf.function(input_signature=[tf_specs])
         def serve(inputs):
-            return model(list(inputs), training=False)
+            return model(_model.pack(model, list(inputs)), training=False)
 
     # The object Keras' exporter uses too (it keeps `loaded.variables`).
     module = tf.__internal__.tracking.AutoTrackable()
@@ -170,9 +170,11 @@ def saved_model(
     path = _atomic.check_destination(path, overwrite)
     tolerance = _model.check_tolerance(tolerance, SAVED_MODEL_TOLERANCE)
     plain, reference, notes = _model.prepare(model, shrink)
+    if _model.input_order_note(plain):
+        notes.append(_model.input_order_note(plain))
     specs = _model.input_specs(plain, sample_inputs)
     if sample_inputs is not None:
-        inputs = _model.user_inputs(sample_inputs, specs, "sample_inputs")
+        inputs = _model.user_inputs(sample_inputs, specs, "sample_inputs", plain)
     elif verify:
         inputs = _model.random_inputs(plain, specs)
     with _atomic.Staging(path, overwrite) as staging:

@@ -36,7 +36,7 @@ def _check_options(quantize, sparse, verify, select_tf_ops, compact):
         _model.check_bool(name, value)
 
 
-def representative_samples(data, specs) -> list:
+def representative_samples(data, specs, model=None) -> list:
     """Calibration samples (lists of arrays with batch size 1) from `data`.
 
     `data` is an array (or a list of arrays, one per input) of inputs with a
@@ -54,7 +54,7 @@ def representative_samples(data, specs) -> list:
         batches = [data]
     samples = []
     for batch in batches:
-        arrays = _model.user_inputs(batch, specs, "representative_data")
+        arrays = _model.user_inputs(batch, specs, "representative_data", model)
         samples.extend([a[i : i + 1] for a in arrays] for i in range(len(arrays[0])))
         if len(samples) >= _MAX_CALIBRATION_SAMPLES:
             break
@@ -214,12 +214,14 @@ def tflite(
     path = _atomic.check_destination(path, overwrite)
     tolerance = _model.check_tolerance(tolerance, TOLERANCES[quantize])
     plain, reference, notes = _model.prepare(model, shrink)
+    if _model.input_order_note(plain):
+        notes.append(_model.input_order_note(plain))
     specs = _model.input_specs(plain, sample_inputs)
     rnns = _recurrent.recurrent_layers(plain)
     length = _recurrent.check_fixed_length(plain, specs, rnns)
-    samples = representative_samples(representative_data, specs) if quantize == "int8" else None
+    samples = representative_samples(representative_data, specs, plain) if quantize == "int8" else None
     if sample_inputs is not None:
-        inputs = _model.user_inputs(sample_inputs, specs, "sample_inputs")
+        inputs = _model.user_inputs(sample_inputs, specs, "sample_inputs", plain)
     elif samples is not None:
         inputs = [np.concatenate(parts) for parts in zip(*samples[:_CHECK_SAMPLES])]
     elif verify:
