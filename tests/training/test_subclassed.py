@@ -137,3 +137,145 @@ def test_prune_a_single_built_layer(rng):
     assert int((wrapper.masks[0].numpy() == 0).sum()) == 6
     x = rng.random((2, 3)).astype("float32")
     np.testing.assert_allclose(wrapper(x), x @ (dense.kernel.numpy() * wrapper.masks[0].numpy()))
+
+
+# A subclassed model in a module of its own, so that a fresh process can
+# import it: the class is registered, nothing else is given to the loader.
+_MODULE = '''
+import keras
+
+L = keras.layers
+
+
+@keras.saving.register_keras_serializable("tfprune_tests_subclassed")
+class Block(keras.Model):
+    def __init__(self, width=8, **kwargs):
+        super().__init__(**kwargs)
+        self.width = width
+        self.inner = L.Dense(width, activation="relu", name="inner")
+
+    def call(self, x):
+        return x + self.inner(x)
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width}
+
+
+@keras.saving.register_keras_serializable("tfprune_tests_subclassed")
+class SavedNet(keras.Model):
+    """Sub-layers as an attribute, in a list, in a dict, in a nested
+    Sequential and in a nested subclassed block; one left dense."""
+
+    def __init__(self, width=8, **kwargs):
+        super().__init__(**kwargs)
+        self.width = width
+        self.stem = L.Dense(width, activation="tanh", name="stem")
+        self.blocks = [L.Dense(width, name="block0"), L.Dense(width, name="block1")]
+        self.heads = {"main": L.Dense(2, name="main")}
+        self.tower = keras.Sequential(
+            [keras.Input((width,)), L.Dense(width, name="tower_dense")], name="tower")
+        self.block = Block(width, name="block")
+        self.norm = L.LayerNormalization(name="norm")
+
+    def call(self, x):
+        x = self.stem(x)
+        for block in self.blocks:
+            x = x + block(x)
+        return self.heads["main"](self.norm(self.block(self.tower(x))))
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width}
+'''
+
+
+def test_subclassed_model_pruned_in_place_saves_and_loads_pruned_in_a_fresh_process(
+    rng, tmp_path, masks_of, run_python, monkeypatch
+):
+    (tmp_path / "saved_net.py").write_text(_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import saved_net
+
+    net = saved_net.SavedNet(name="net")
+    x = rng.random((40, 5)).astype("float32")
+    y = rng.random((40, 2)).astype("float32")
+    net(x[:1])
+    schedule = tfprune.schedules.PolynomialDecay(0.0, 0.75, begin_step=0, end_step=20, power=1)
+    pruned = tfprune.prune(net, schedule, layers=lambda layer: layer.name != "block1")
+    assert pruned is net and isinstance(net, saved_net.SavedNet)
+    assert type(net).__name__ == "SavedNet"
+    pruned.compile(keras.optimizers.Adam(0.01), "mse")
+    pruned.fit(x, y, batch_size=4, epochs=1, verbose=0,
+               callbacks=[tfprune.PruningCallback(update_every=4)])  # 10 steps: mid-schedule
+    masks = masks_of(pruned)
+    assert sorted(masks) == ["block0/kernel", "inner/kernel", "main/kernel", "stem/kernel",
+                             "tower_dense/kernel"]
+    assert 0 < np.mean([1 - m.mean() for m in masks.values()]) < 0.75
+    pruned.save(tmp_path / "pruned.keras")
+    np.savez(tmp_path / "expected.npz", x=x, y=y, out=pruned.predict(x, verbose=0),
+             **{name.replace("/", "|"): m for name, m in masks.items()})
+
+    result = run_python(
+        f"""
+        import keras, numpy as np
+        import tfprune
+        import saved_net
+        from tfprune._training.wrapper import find_wrappers
+
+        data = np.load("expected.npz")
+        model = keras.saving.load_model("pruned.keras")
+        wrappers = find_wrappers(model)
+        masks = {{pw.name.replace("/", "|"): m.numpy()
+                 for w in wrappers for pw, m in zip(w.pruned_weights, w.masks)}}
+        loaded = {{
+            "class": type(model).__name__,
+            "is_user_class": isinstance(model, saved_net.SavedNet),
+            "wrapped": sorted(type(v).__name__ + ":" + k for k, v in [
+                ("stem", model.stem), ("block0", model.blocks[0]),
+                ("block1", model.blocks[1]), ("main", model.heads["main"]),
+                ("inner", model.block.inner), ("norm", model.norm)]),
+            "tower": [type(l).__name__ for l in model.tower.layers],
+            "masks": sorted(masks) == sorted(k for k in data.files if "|" in k),
+            "masks_equal": all(np.array_equal(masks[k], data[k]) for k in masks),
+            "out_equal": bool(np.array_equal(model.predict(data["x"], verbose=0), data["out"])),
+            "iterations": int(model.optimizer.iterations.numpy()),
+            "steps": sorted({{int(w.pruning_step.numpy()) for w in wrappers}}),
+        }}
+        model.fit(data["x"], data["y"], batch_size=4, epochs=1, verbose=0,
+                  callbacks=[tfprune.PruningCallback(update_every=4)])
+        final = tfprune.sparsity_report(model).to_dict()
+        resaved = "resaved.keras"
+        model.save(resaved)
+        again = keras.saving.load_model(resaved)
+        stripped = tfprune.strip(again)
+        json.dump({{
+            "loaded": loaded,
+            "final": final,
+            "stripped_class": type(stripped) is saved_net.SavedNet,
+            "stripped_wrappers": len(find_wrappers(stripped)),
+        }}, open(RESULT, "w"))
+        """
+    )
+    loaded = result["loaded"]
+    assert loaded["class"] == "SavedNet" and loaded["is_user_class"]
+    assert loaded["wrapped"] == ["Dense:block1", "LayerNormalization:norm", "PruningWrapper:block0",
+                                 "PruningWrapper:inner", "PruningWrapper:main",
+                                 "PruningWrapper:stem"]
+    assert loaded["tower"] == ["PruningWrapper"]
+    assert loaded["masks"] and loaded["masks_equal"] and loaded["out_equal"]
+    assert loaded["iterations"] == 10
+    assert loaded["steps"] == [8]
+    # Training goes on in the new process and ends on schedule.
+    tensors = {f"{t['layer']}/{t['weight']}": t for t in result["final"]["tensors"]}
+    assert tensors["stem/kernel"]["zeros"] == round(40 * 0.75)
+    assert tensors["main/kernel"]["zeros"] == round(16 * 0.75)
+    assert tensors["block1/kernel"]["zeros"] == 0
+    assert result["stripped_class"] and result["stripped_wrappers"] == 0
+
+
+def test_loading_a_pruned_subclassed_model_whose_class_no_longer_has_the_layer(net):
+    tfprune.prune(net, 0.5)
+    config = net.get_config()
+    assert [e["path"] for e in config["wrappers"]][:2] == [["stem"], ["blocks", 0]]
+    config["wrappers"][0]["path"] = ["gone"]
+    with pytest.raises(ValueError, match=r"its class no longer creates .*Received: model=net$"):
+        type(net).from_config(config, custom_objects={"Net": Net})

@@ -16,6 +16,7 @@ from tfprune._base.graph import is_graph_model
 from tfprune._base.graph import is_graph_subclass
 from tfprune._base.graph import replace_children
 from tfprune._base.validation import received
+from tfprune._training import subclassed
 from tfprune._training.wrapper import PruningWrapper
 from tfprune._training.wrapper import find_wrappers
 
@@ -216,6 +217,8 @@ def prune(model, sparsity, *, layers=None, strategy=None):
     else:
         result = model
         _wrap_subclassed(model, wrap, selector, schedule)
+        if find_wrappers(model):
+            subclassed.mark(model)  # so that `.keras` files keep the wrappers
     if not wrapped and not find_wrappers(result) and skipped:
         raise ValueError(
             f"The strategy protects every selected layer of model '{model.name}' "

@@ -8,6 +8,7 @@ from tfprune._base.graph import copy_graph_model
 from tfprune._base.graph import is_graph_model
 from tfprune._base.graph import is_graph_subclass
 from tfprune._base.graph import replace_children
+from tfprune._training import subclassed
 from tfprune._base.graph import warn_if_class_lost
 from tfprune._base.validation import received
 from tfprune._training.wrapper import PruningWrapper
@@ -82,6 +83,7 @@ def strip(model):
         warn_if_class_lost(model, unwrapped, stacklevel=2)
         return copy_graph_model(unwrapped)
     _strip_subclassed(model)
+    subclassed.unmark(model)
     return model
 
 

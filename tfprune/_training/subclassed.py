@@ -1,0 +1,186 @@
+"""Saving subclassed models pruned in place: `.keras` files keep the wrappers.
+
+`prune` wraps the sub-layers of a subclassed model in place, but a `.keras`
+file re-creates a subclassed model by calling its class on its config, which
+builds plain sub-layers: the saved masks and steps would have nowhere to go.
+So a model pruned in place gets a class of its own, made here once per user
+class: a subclass of it (so `isinstance` checks and the user's methods are
+unchanged, and its name is the user class's name) whose config is the user
+class's config plus where each wrapper sits, by attribute path. Loading runs
+the user class on its own config, wraps the same sub-layers again and hands
+the model to Keras, which then loads every variable (masks and steps
+included) into place. `strip` gives the model its class back.
+
+Every such class serializes under one registered name,
+`tfprune>PrunedSubclassedModel`, so a file loads wherever tfprune and the
+user's class are importable, without `custom_objects`.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras.src.saving import object_registration
+
+from tfprune._base.graph import copy_graph_model
+from tfprune._base.graph import is_graph_model
+from tfprune._base.graph import is_graph_subclass
+from tfprune._base.graph import replace_children
+from tfprune._training.wrapper import PruningWrapper
+from tfprune._training.wrapper import find_wrappers
+
+REGISTERED_NAME = "tfprune>PrunedSubclassedModel"
+_CLASSES: dict = {}
+
+
+@keras.saving.register_keras_serializable(package="tfprune", name="PrunedSubclassedModel")
+class PrunedSubclassedModel:
+    """The part every pruned subclassed model's class shares (a mixin).
+
+    `get_config` holds the user class's own serialized config (`"model"`) and
+    the wrappers (`"wrappers"`: attribute path -> wrapper config without its
+    inner layer); `from_config` rebuilds both.
+    """
+
+    def get_config(self):
+        base = type(self)._tfprune_base
+        return {
+            "model": {
+                "module": base.__module__,
+                "class_name": base.__name__,
+                "registered_name": object_registration.get_registered_name(base),
+                "config": super().get_config(),
+                "build_config": self.get_build_config(),
+            },
+            "wrappers": wrapper_paths(self),
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        model = keras.saving.deserialize_keras_object(
+            config["model"], custom_objects=custom_objects
+        )
+        rewrap(model, config["wrappers"])
+        mark(model)
+        return model
+
+
+def pruned_class(base: type) -> type:
+    """The pruned-in-place class of the user class `base` (made once)."""
+    if issubclass(base, PrunedSubclassedModel):
+        return base
+    if base not in _CLASSES:
+        cls = type(base.__name__, (PrunedSubclassedModel, base), {"_tfprune_base": base})
+        cls.__qualname__ = base.__qualname__
+        cls.__module__ = base.__module__
+        object_registration.GLOBAL_CUSTOM_NAMES[cls] = REGISTERED_NAME
+        _CLASSES[base] = cls
+    return _CLASSES[base]
+
+
+def mark(model) -> None:
+    """Gives a model pruned in place its pruned class."""
+    model.__class__ = pruned_class(type(model))
+
+
+def unmark(model) -> None:
+    """Gives a stripped model its own class back."""
+    if isinstance(model, PrunedSubclassedModel):
+        model.__class__ = type(model)._tfprune_base
+
+
+# ------------------------------------------------------------ wrapper paths
+def _children(model):
+    """`(path, layer)` of the sub-layers held as attributes, in lists and in
+    dicts (the places `replace_children` visits)."""
+    for attr, value in vars(model).items():
+        # `_layers` lists every sub-layer; TensorFlow's checkpoint
+        # dependencies (`_self_...`) hold them again by name.
+        if attr == "_layers" or attr.startswith("_self_"):
+            continue
+        if isinstance(value, keras.layers.Layer):
+            yield [attr], value
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, keras.layers.Layer):
+                    yield [attr, i], item
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(item, keras.layers.Layer) and isinstance(key, str):
+                    yield [attr, key], item
+
+
+def _spec(wrapper) -> dict:
+    config = wrapper.get_config()
+    config.pop("layer")
+    return config
+
+
+def wrapper_paths(model, prefix=()) -> list:
+    """Where the wrappers of a model pruned in place sit.
+
+    One entry per sub-layer: `{"path": [...], "wrapper": config}` for a
+    wrapper, `{"path": [...], "graph": {layer name: config}}` for a copied
+    Sequential/Functional sub-model holding wrappers; subclassed sub-models
+    are visited with their path as a prefix.
+    """
+    entries, seen = [], set()
+    for path, layer in _children(model):
+        if id(layer) in seen:  # one place per layer, the first visited
+            continue
+        seen.add(id(layer))
+        path = [*prefix, *path]
+        if isinstance(layer, PruningWrapper):
+            entries.append({"path": path, "wrapper": _spec(layer)})
+        elif is_graph_model(layer) or is_graph_subclass(layer):
+            wrappers = find_wrappers(layer)
+            if wrappers:
+                entries.append({"path": path, "graph": {w.layer.name: _spec(w) for w in wrappers}})
+        elif isinstance(layer, keras.Model):
+            entries.extend(wrapper_paths(layer, path))
+    return entries
+
+
+def _wrap(layer, spec):
+    wrapper = PruningWrapper(layer, **spec)
+    if layer.built and not wrapper.built:
+        build = layer.get_build_config() or {}
+        wrapper.build(build.get("input_shape"))
+    return wrapper
+
+
+def _at(model, path):
+    value = model
+    for step in path:
+        value = value[step] if isinstance(value, (list, dict)) else getattr(value, step)
+    return value
+
+
+def rewrap(model, entries) -> None:
+    """Wraps the sub-layers of a freshly built model as `entries` say."""
+    try:
+        by_id = {id(_at(model, e["path"])): e for e in entries}
+    except (AttributeError, IndexError, KeyError) as e:
+        raise ValueError(
+            "The saved pruned model has wrappers at sub-layers that its class no "
+            f"longer creates ({type(e).__name__}: {e}). "
+            f"Received: model={model.name}"
+        ) from e
+    _replace(model, by_id)
+
+
+def _replace(model, by_id) -> None:
+    def replace(layer):
+        entry = by_id.get(id(layer))
+        if entry is not None and "wrapper" in entry:
+            return _wrap(layer, entry["wrapper"])
+        if entry is not None:
+            specs = entry["graph"]
+            return copy_graph_model(
+                layer, lambda sub: _wrap(sub, specs[sub.name]) if sub.name in specs else sub
+            )
+        if isinstance(layer, keras.Model) and not (is_graph_model(layer) or
+                                                   is_graph_subclass(layer)):
+            _replace(layer, by_id)
+        return layer
+
+    replace_children(model, replace)
