@@ -15,6 +15,8 @@ import re
 
 import numpy as np
 
+from tools import structured_tables
+
 METRIC_FORMATS = {"housing": "{:,.0f}", "pm25": "{:.2f}", "digits": "{:.4f}"}
 
 
@@ -311,6 +313,14 @@ def markdown(results: dict, images: dict) -> str:
         parts.append(render(section) + "\n")
         if key in images:
             parts.append(f"![{title}]({images[key]})\n")
+    structured = structured_tables.load_block()
+    if structured is not None:
+        parts.append("## 5. Structured pruning: channels removed from real CNNs\n")
+        parts.append(
+            "Measured by `python -m benchmarks.structured` (docs/structured.json), not by "
+            "this command; copied here so that every benchmark is on one page.\n"
+        )
+        parts.append(structured + "\n")
     return "\n".join(parts)
 
 

@@ -1,9 +1,11 @@
-"""Writes the "Real CNNs" table of docs/shrink.md from docs/structured.json.
+"""Writes the "Real CNNs" tables of docs/shrink.md and docs/BENCHMARKS.md
+from docs/structured.json.
 
 Every figure between the `<!-- structured:start -->` and
-`<!-- structured:end -->` markers of docs/shrink.md is rendered here from the
-saved output of `python -m benchmarks.structured`;
-`tests/shrink/test_structured_docs.py` fails when the page and the JSON
+`<!-- structured:end -->` markers of both pages is rendered here from the
+saved output of `python -m benchmarks.structured` (`python -m benchmarks`
+writes the same block into docs/BENCHMARKS.md when it regenerates it);
+`tests/shrink/test_structured_docs.py` fails when a page and the JSON
 disagree. Run from the repository root:
 
     python tools/structured_tables.py            # rewrite the block
@@ -23,7 +25,7 @@ except ImportError:
     from _blocks import update_page
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PAGE = os.path.join(ROOT, "docs", "shrink.md")
+PAGES = [os.path.join(ROOT, "docs", name) for name in ("shrink.md", "BENCHMARKS.md")]
 JSON = os.path.join(ROOT, "docs", "structured.json")
 START, END = "<!-- structured:start -->", "<!-- structured:end -->"
 
@@ -99,13 +101,21 @@ def _digits(d: dict) -> str:
     return "\n".join(rows + ["", note])
 
 
+def load_block(path: str = JSON) -> str | None:
+    """The rendered block of the saved results, or None if there are none."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return render(json.load(f))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if the page is stale")
     args = parser.parse_args(argv)
     with open(JSON) as f:
         block = render(json.load(f))
-    return update_page(PAGE, [block], args.check)
+    return max(update_page(page, [block], args.check) for page in PAGES)
 
 
 if __name__ == "__main__":

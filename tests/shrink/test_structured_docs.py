@@ -1,4 +1,5 @@
-"""docs/shrink.md's CNN table comes from docs/structured.json; the MAC counter."""
+"""The CNN tables of docs/shrink.md and docs/BENCHMARKS.md come from
+docs/structured.json; the MAC counter."""
 
 import json
 import os
@@ -15,10 +16,11 @@ L = keras.layers
 def test_real_cnn_table_comes_from_the_saved_results():
     with open(os.path.join(ROOT, "docs", "structured.json")) as f:
         results = json.load(f)
-    with open(os.path.join(ROOT, "docs", "shrink.md")) as f:
-        page = f.read()
-    assert structured_tables.render(results) in page, \
-        "run `python tools/structured_tables.py` to rewrite docs/shrink.md"
+    for name in ("shrink.md", "BENCHMARKS.md"):
+        with open(os.path.join(ROOT, "docs", name)) as f:
+            page = f.read()
+        assert structured_tables.render(results) in page, \
+            f"run `python tools/structured_tables.py` to rewrite docs/{name}"
     assert [r["model"] for r in results["records"]] == ["ResNet50", "MobileNetV2",
                                                          "EfficientNetB0"]
     for r in results["records"]:

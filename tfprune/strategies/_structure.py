@@ -74,7 +74,11 @@ def unit_groups(pruned_weights, layer=None) -> list:
     of the recurrent kernel, and its bias entries if the cell's bias is in
     `pruned_weights` (see `recurrent_biases`; masked, not scored);
     transposed and depthwise convolutions use axis -2; everything else its
-    last axis.
+    last axis. In a Sequential or Functional `layer`, tensors whose units
+    are the same channels (the convolutions feeding one residual `Add`, a
+    squeeze-excitation `Multiply`, a depthwise convolution and the layer
+    feeding it; see `tfprune._base.channels`) form one group, so that their
+    coupled units get one decision.
 
     Args:
         pruned_weights: `PrunableWeight`s, e.g. `wrapper.pruned_weights`.
