@@ -214,7 +214,8 @@ def test_house_prices_quick(tmp_path):
         assert guard["best_value"] <= guard["baseline"] * (1 + saved["tolerance"])
     dense, pruned = saved["dense"]["mae"], saved["pruned"]["mae"]
     assert math.isfinite(pruned) and 10_000 < dense < 150_000
-    assert pruned < 1.5 * dense
+    # Measured with --quick on 2 cores (2026-11-29): MAE $41,600 -> $42,274 (1.016x).
+    assert pruned < 1.10 * dense
     assert saved["pruned"]["rmse"] >= pruned
     sizes = {(s["model"], s["format"]): s["gzipped_bytes"] for s in saved["sizes"]}
     formats = {f for _, f in sizes}
@@ -258,7 +259,9 @@ def test_air_quality_lstm_quick(tmp_path):
     assert test["shrunk"]["rmse"] == pytest.approx(test["pruned"]["rmse"], rel=1e-4)
     for label in ("persistence", "dense", "pruned", "shrunk"):
         assert math.isfinite(test[label]["rmse"]) and 5 < test[label]["rmse"] < 200, label
-    assert test["pruned"]["rmse"] < 2 * test["dense"]["rmse"]
+    # Measured with --quick (2 epochs dense, a short prune; 2026-11-29): RMSE
+    # 34.94 -> 50.90 (1.46x). The full run: 20.48 -> 20.51 (docs/outputs).
+    assert test["pruned"]["rmse"] < 1.6 * test["dense"]["rmse"]
     # Builtin-only TFLite files, verified in LiteRT by the exporter.
     for label in ("dense", "pruned", "shrunk"):
         result = saved["tflite"][label]
@@ -282,9 +285,11 @@ def test_digits_dense_quick(tmp_path):
     test = saved["test"]
     assert abs(test["unstructured"]["sparsity"] - 0.9) < 0.01
     assert abs(test["2:4"]["sparsity"] - 0.5) < 0.01
-    assert test["dense"]["accuracy"] > 0.85
+    # Measured with --quick (2026-11-29): dense 0.967, 90% unstructured 0.937,
+    # 2:4 0.963 (270 test images: one image is 0.0037).
+    assert test["dense"]["accuracy"] > 0.94
     for label in ("unstructured", "2:4"):
-        assert test[label]["accuracy"] > test["dense"]["accuracy"] - 0.15, label
+        assert test[label]["accuracy"] > test["dense"]["accuracy"] - 0.06, label
     # 2:4: every group of 4 consecutive weights along the input axis keeps <= 2.
     assert saved["nm_violations"] == {"hidden_1": 0, "hidden_2": 0, "logits": 0}
     model = keras.saving.load_model(saved["files"]["2:4_model"])
@@ -312,7 +317,7 @@ def test_custom_training_loop_quick(tmp_path):
     assert abs(saved["sparsity"] - 0.8) < 0.01
     assert saved["steps"] == saved["schedule"]["end_step"] * 3 // 2
     assert saved["stripped_max_abs_diff"] < 1e-5
-    assert saved["test_accuracy"] > 0.8
+    assert saved["test_accuracy"] > 0.9  # measured with --quick: 0.933
     sparsity = saved["history"]["sparsity"]
     assert sparsity[0] == 0.0 and sparsity == sorted(sparsity)
     assert tfprune.sparsity_report(saved["files"]["model"]).sparsity == pytest.approx(
@@ -327,7 +332,7 @@ def test_migrate_from_tfmot_quick(tmp_path):
     results = migrate_from_tfmot.main(["--quick", "--out", str(tmp_path)])
     ours = results["tfprune (Keras 3)"]
     assert abs(ours["sparsity"] - 0.8) < 0.005
-    assert ours["accuracy"] > 0.5  # 10 classes: chance is 0.1
+    assert ours["accuracy"] > 0.8  # measured with --quick: 0.856 (10 classes: chance is 0.1)
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved["tfprune (Keras 3)"]["sparsity"] == pytest.approx(ours["sparsity"])
     if "tfmot 0.8.1 (tf_keras)" in results:  # only where a tfmot interpreter exists
