@@ -130,13 +130,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _children(tmp_path, processes, devices_per_process):
+def _children(tmp_path, processes, devices_per_process, code=_CHILD):
     env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3",
                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
                XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}")
     port = str(_free_port())
     outs = [str(tmp_path / f"out{i}.json") for i in range(processes)]
-    children = [subprocess.Popen([sys.executable, "-c", _CHILD, str(processes), str(i), port,
+    children = [subprocess.Popen([sys.executable, "-c", code, str(processes), str(i), port,
                                   outs[i]], env=env, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True)
                 for i in range(processes)]
@@ -172,6 +172,49 @@ def test_two_processes_on_localhost_agree_on_every_mask(tmp_path):
     # Each process trained on its own shard; the masks come from the shared
     # (all-reduced) weights, so both processes hold the same ones.
     assert results[0]["masks"] == results[1]["masks"]
+
+
+_MODEL_PARALLEL = textwrap.dedent("""
+    import json, os, sys
+    os.environ["KERAS_BACKEND"] = "jax"
+    import jax, keras, numpy as np
+    import tfprune
+    mesh = keras.distribution.DeviceMesh((1, 2), ["batch", "model"], jax.devices())
+    layout_map = keras.distribution.LayoutMap(mesh)
+    layout_map[".*hidden/kernel"] = (None, "model")  # columns split over the two devices
+    keras.distribution.set_distribution(
+        keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name="batch"))
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, name="hidden"),
+                              keras.layers.Dense(1, name="head")])
+    pruned = tfprune.prune(model, tfprune.schedules.PolynomialDecay(0.0, 0.75, 0, 12))
+    pruned.compile("adam", "mse")
+    x = np.random.default_rng(0).random((128, 8)).astype("float32")
+    pruned.fit(x, x.sum(1, keepdims=True), batch_size=16, epochs=2, verbose=0,
+               callbacks=[tfprune.PruningCallback(update_every=3)])
+    wrapper = pruned.get_layer("pruned_hidden")
+    kernel, mask = wrapper.layer.kernel, wrapper.masks[0]
+    shards = sorted(mask.value.addressable_shards, key=lambda s: s.index[1].start or 0)
+    json.dump({
+        "kernel_spec": str(kernel.value.sharding.spec),
+        "mask_spec": str(mask.value.sharding.spec),
+        "shard_shapes": [list(s.data.shape) for s in shards],
+        "mask": np.asarray(mask.value).tolist(),
+        "from_shards": np.concatenate([np.asarray(s.data) for s in shards], axis=1).tolist(),
+        "kernel_zero_where_pruned": bool(np.all(np.asarray(kernel.value)[np.asarray(mask.value) == 0] == 0)),
+    }, open(sys.argv[4], "w"))
+""")
+
+
+@needs_jax
+@children
+def test_model_parallel_shards_each_mask_like_its_kernel(tmp_path):
+    (result,) = _children(tmp_path, processes=1, devices_per_process=2, code=_MODEL_PARALLEL)
+    assert result["kernel_spec"] == result["mask_spec"] == "P(None, 'model')"
+    assert result["shard_shapes"] == [[8, 16], [8, 16]]  # each device: its own 16 columns
+    assert result["from_shards"] == result["mask"]
+    assert result["kernel_zero_where_pruned"]
+    assert _zeros(result["mask"]) == _mask_math.num_pruned(8 * 32, 0.75)
 
 
 @on_jax

@@ -66,7 +66,7 @@ def _variable_name(pw, suffix) -> str:
 
 
 def _add_state(layer, pw, suffix, initializer, dtype=None):
-    return layer.add_weight(
+    variable = layer.add_weight(
         name=_variable_name(pw, suffix),
         shape=pw.variable.shape,
         dtype=dtype or pw.variable.dtype,
@@ -74,6 +74,24 @@ def _add_state(layer, pw, suffix, initializer, dtype=None):
         trainable=False,
         aggregation="only_first_replica",
     )
+    _lay_out_like(variable, pw.variable)
+    return variable
+
+
+def _lay_out_like(variable, weight) -> None:
+    """Gives a per-weight variable (mask, score) the layout of its weight.
+
+    Under `keras.distribution.ModelParallel` (JAX) a `LayoutMap` shards the
+    kernels it names; the wrapper's variables have other paths, so they
+    would be replicated on every device. Laid out like the kernel, each
+    device holds the mask of its own shard, and every update is assigned
+    in that layout (`Variable.assign` distributes to `_layout`).
+    """
+    layout = getattr(weight, "_layout", None)
+    if layout is None or getattr(variable, "_layout", None) is layout:
+        return
+    variable._layout = layout
+    variable._direct_assign(variable.value)
 
 
 def create_state(layer, pruned, strategy) -> tuple:
