@@ -58,6 +58,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUTPUTS = os.path.join("docs", "outputs")
 DOCS = (
     "docs/examples.md",
+    "docs/pruning.md",
     "docs/regression.md",
     "docs/recurrent.md",
     "docs/export.md",
@@ -66,8 +67,6 @@ DOCS = (
     "docs/migration.md",
 )
 ELLIPSIS = "..."
-CLI_DIR = "artifacts/doc_outputs"  # what the `cli` source writes and reads
-TF_LOG = re.compile(r"WARNING: All log messages before absl::InitializeLog|[IWEF]\d{4} \d\d:")
 CLI_DIR = "artifacts/doc_outputs"  # what the `cli` source writes and reads
 TF_LOG = re.compile(r"WARNING: All log messages before absl::InitializeLog|[IWEF]\d{4} \d\d:")
 

@@ -48,8 +48,8 @@ def test_device_is_read_only_when_an_update_is_due(rng, monkeypatch, spe):
     x, y = rng.random((40, 8)).astype("float32"), rng.random((40, 1)).astype("float32")
     pruned = _model(spe)
     history = pruned.fit(x, y, batch_size=4, epochs=4, verbose=0,
-                         callbacks=[tfprune.PruningCallback(update_every=5)])
-    # 40 steps: updates at 0 and at the first batch end at or past 5, 10,
+                         callbacks=[tfprune.PruningCallback(update_every=5, in_step=False)])
+    # Between steps: 40 steps, updates at 0 and at the first batch end at or past 5, 10,
     # ... and END; reads at train begin, after the first batch and at each
     # of those updates, never on the other batches.
     assert updates[0] == 0 and END <= updates[-1] < END + spe  # the first batch end past END
@@ -60,6 +60,24 @@ def test_device_is_read_only_when_an_update_is_due(rng, monkeypatch, spe):
     assert history.history["sparsity"][-1] == pytest.approx((96 + 12) / 144)
     report = tfprune.sparsity_report(tfprune.strip(pruned))
     assert report.zeros == 96 + 12
+
+
+def test_in_step_updates_read_the_device_three_times_per_fit(rng, monkeypatch):
+    """Inside the train step the device decides when an update is due: the
+    host reads the clock at train begin, after the first batch (a restore
+    may have moved it) and at train end, whatever the number of updates."""
+    reads, updates = _count_reads(monkeypatch)
+    x, y = rng.random((40, 8)).astype("float32"), rng.random((40, 1)).astype("float32")
+    pruned = _model()
+    callback = tfprune.PruningCallback(update_every=5, in_step=True)
+    history = pruned.fit(x, y, batch_size=4, epochs=4, verbose=0, callbacks=[callback])
+    assert updates == [0]  # the host ran only the update due at train begin
+    assert len(reads) == 3
+    steps = {int(w.pruning_step.numpy()) for w in tfprune._training.wrapper.find_wrappers(pruned)}
+    assert steps == {END}
+    assert history.history["sparsity"][-1] == pytest.approx((96 + 12) / 144)
+    assert callback.sparsity == pytest.approx((96 + 12) / 144)
+    assert tfprune.sparsity_report(tfprune.strip(pruned)).zeros == 96 + 12
 
 
 def test_clock_follows_a_restored_iteration_count(rng):

@@ -12,6 +12,7 @@ from tfprune._base.validation import check_positive_int
 from tfprune._base.validation import received
 from tfprune._masks.core import apply_mask
 from tfprune._masks.core import zeros_in
+from tfprune._training import in_step as _in_step
 from tfprune._training import wrapper as _wrapper
 from tfprune._training.update import MaskUpdate
 
@@ -146,7 +147,16 @@ class PruningCallback(keras.callbacks.Callback):
 
     One update is one compiled call per schedule (see `MaskUpdate`): the
     strategy's scores, counts and masks are computed, the masks assigned
-    and the pruned weights zeroed on the device.
+    and the pruned weights zeroed on the device. In `fit` on TensorFlow,
+    with frequent updates (`update_every` of 5 or less) and nothing that
+    needs the host at an update, the update runs inside the compiled train
+    step (`in_step`): the step checks on the device whether an update is
+    due and runs the same function, with the same masks; a step then costs
+    no host round trip at all. Otherwise (JAX, a custom loop,
+    `jit_compile=True`, `steps_per_execution > 1`, a `tf.distribute`
+    strategy, `log_dir`, `Global` allocation, `Random` scores, a
+    regularizer, or a schedule over 4M steps x groups) the update
+    runs between steps, as described above.
 
     Each update applies the wrappers' strategy (`tfprune.strategies`) to the
     whole model at once: one plan, one allocation of the schedule's target
@@ -167,6 +177,12 @@ class PruningCallback(keras.callbacks.Callback):
         log_dir: optional directory; per-layer sparsity is written there as
             TensorBoard scalars (`sparsity/<layer>`) at each update, and the
             overall sparsity at each epoch end.
+        in_step: where a due update runs in `fit`: `"auto"` (default)
+            inside the train step when it can and `update_every <= 5`
+            (rarer updates cost less between steps than a branch in every
+            step; see `python -m benchmarks.in_step`), else between steps; `True`
+            inside the train step, or a `ValueError` at the start of
+            training saying why it cannot; `False` always between steps.
 
     Attributes:
         plan: the `tfprune.strategies.Plan` of the model being trained
@@ -196,9 +212,16 @@ class PruningCallback(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, update_every: int = 100, log_dir: str | None = None):
+    def __init__(self, update_every: int = 100, log_dir: str | None = None,
+                 in_step="auto"):
         super().__init__()
         self.update_every = check_positive_int("update_every", update_every)
+        if not (in_step == "auto" or isinstance(in_step, bool)):
+            raise ValueError(
+                f'`in_step` must be "auto", True or False. {received("in_step", in_step)}'
+            )
+        self.in_step = in_step
+        self._in_step = None
         if log_dir is not None and not isinstance(log_dir, str):
             raise TypeError(
                 f"`log_dir` must be a path string or None. {received('log_dir', log_dir)}"
@@ -248,13 +271,18 @@ class PruningCallback(keras.callbacks.Callback):
             if not any(getattr(v, "frozen", False) for v in c.wrappers)
         )
 
-    def _update(self, cohort, step: int) -> dict:
-        """Updates the masks of `cohort`; returns `{id(variable): zeros}`."""
+    def _mask_update(self, cohort):
+        """The compiled update of `cohort` (made once)."""
         if cohort.update is None:
             names = {id(pw.variable): w.layer.name for w in self._wrappers
                      for pw in w.pruned_weights}
             cohort.update = MaskUpdate(cohort.plan, self._slots,
                                        [w.pruning_step for w in cohort.wrappers], names)
+        return cohort.update
+
+    def _update(self, cohort, step: int) -> dict:
+        """Updates the masks of `cohort`; returns `{id(variable): zeros}`."""
+        self._mask_update(cohort)
         schedule = cohort.schedule
         upcoming = None
         if cohort.plan.strategy.regularizer is not None:  # the mask the next update gives
@@ -341,17 +369,40 @@ class PruningCallback(keras.callbacks.Callback):
         self._resync()
         self._last_batch, self._synced = -1, False
         self.update_masks(self._clock)
+        self._install_in_step()
+
+    def _install_in_step(self):
+        self._in_step = None
+        if self.in_step is False or (
+                self.in_step == "auto" and self.update_every > _in_step.AUTO_MAX_EVERY):
+            return
+        reason = _in_step.ineligible(self)
+        if reason is None:
+            self._in_step = _in_step.InStep(self)
+            self._in_step.sync(counted=True)
+        elif self.in_step is True:
+            raise ValueError(
+                f"`in_step=True`, but the mask update cannot run inside the train step: "
+                f"{reason}. Pass `in_step='auto'` to update between steps there. "
+                "Received: in_step=True"
+            )
 
     def on_epoch_begin(self, epoch, logs=None):
         self._last_batch = -1
         # QualityGuard may have restored earlier masks and steps.
-        if any(getattr(w, "_restored", False) for w in self._wrappers):
+        restored = any(getattr(w, "_restored", False) for w in self._wrappers)
+        if restored:
             self._resync()
+        if self._in_step is not None:  # frozen flags (and fresh counts) to the device
+            self._in_step.sync(counted=restored)
 
     def on_train_batch_end(self, batch, logs=None):
         # `batch` is the index of the last step of this batch in the epoch
         # (several with `steps_per_execution`); a custom loop that restarts
         # its count starts a new epoch.
+        if self._in_step is not None:
+            self._after_in_step_batch(logs)
+            return
         batch = int(batch)
         steps = (self.params or {}).get("steps")
         if steps:  # the last execution of an epoch can be shorter
@@ -384,6 +435,33 @@ class PruningCallback(keras.callbacks.Callback):
             for slot in wrapper.slots:
                 slot.weight.variable.assign(apply_mask(slot.weight.variable.value, slot.mask))
 
+    def _after_in_step_batch(self, logs):
+        if not self._synced:
+            # The first batch: a callback listed after this one (such as
+            # BackupAndRestore) may have restored the step, masks and steps
+            # since train begin; the device reads those itself, the host
+            # reads its counts again.
+            self._synced = True
+            if self._step() != self._clock + 1:
+                self._resync()
+                self._in_step.sync(counted=True)
+                if logs is not None:
+                    logs["sparsity"] = self.sparsity
+                return
+        sparsity = None if logs is None else logs.get("sparsity")
+        if sparsity is None:
+            return
+        sparsity = float(sparsity)
+        if sparsity < 0:  # an update met a diverged weight: raise, naming it
+            step = self._step()
+            for cohort in self._in_step.failed():
+                self._update(cohort, step)
+        # The zero count, exact (the device's division may differ in the
+        # last bit), over the total, as between steps.
+        total = self._in_step.total
+        self.sparsity = round(sparsity * total) / total if total else 0.0
+        logs["sparsity"] = sparsity
+
     def on_epoch_end(self, epoch, logs=None):
         self._hold_zeros()
         if logs is not None:
@@ -394,6 +472,14 @@ class PruningCallback(keras.callbacks.Callback):
             self._writer.flush()
 
     def on_train_end(self, logs=None):
+        if self._in_step is not None:
+            # The host's view of the updates made on the device.
+            zeros, self._last = self._in_step.read_back()
+            self._zeros.update(zeros)
+            self.sparsity = overall_sparsity(self._wrappers, self._zeros)
+            self._clock = self._step()
+            self._in_step.uninstall()
+            self._in_step = None
         self._hold_zeros()
         for wrapper in self._wrappers:
             wrapper._callback_active = False
@@ -402,7 +488,8 @@ class PruningCallback(keras.callbacks.Callback):
             self._writer = None
 
     def get_config(self):
-        return {"update_every": self.update_every, "log_dir": self.log_dir}
+        return {"update_every": self.update_every, "log_dir": self.log_dir,
+                "in_step": self.in_step}
 
     @classmethod
     def from_config(cls, config):

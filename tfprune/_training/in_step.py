@@ -1,0 +1,198 @@
+"""The due mask update inside the compiled train step (TensorFlow `fit`).
+
+Between two train steps, `PruningCallback` checks on the host whether an
+update is due and then calls the compiled `MaskUpdate`: a separate call
+with host work around it (the schedule, the allocation's counts, reading
+the zero counts back). In `fit` on TensorFlow the same update can run
+inside the train step instead, as tfmot does: `InStep.install` replaces the
+model's train function with one whose step, after the optimizer's, checks
+whether an update is due (the optimizer's step, the wrappers' last update
+step and a frozen flag, all read on the device) and, if so, runs the same
+traced update function under a `tf.cond`. The allocation's counts of every
+step of the schedule are computed once, on the host, with the same code as
+the callback's (`MaskUpdate._counts`: exact `round(n * s)`), into a table
+the step indexes. The step also returns the overall sparsity in its logs,
+from zero counts kept on the device. So a step costs no host round trip,
+due or not, and the masks are bit-identical to the callback's.
+
+Used when nothing needs the host at an update; see `ineligible`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+from tfprune._training.state import step_dtype
+
+#: Largest counts table (steps x groups) built; longer schedules update
+#: between steps.
+MAX_TABLE = 1 << 22
+
+#: `in_step="auto"` updates inside the step up to this `update_every`. The
+#: update's branch costs every step a little even when it is not taken,
+#: while an update between steps costs a few milliseconds of host work.
+#: Measured by `python -m benchmarks.in_step` (docs/in_step.json): the step
+#: wins clearly at an update every step, the two tie at every 10 and the
+#: step loses at every 50.
+AUTO_MAX_EVERY = 5
+
+
+def ineligible(callback) -> str | None:
+    """Why the update cannot run inside `callback.model`'s train step, or
+    None if it can."""
+    model = callback.model
+    if keras.backend.backend() != "tensorflow":
+        return f"it runs on the TensorFlow backend only (this is '{keras.backend.backend()}')"
+    if "epochs" not in (callback.params or {}):
+        return "it runs inside `fit` only (a custom loop calls the callback's hooks itself)"
+    import tensorflow as tf
+
+    if model.distribute_strategy is not tf.distribute.get_strategy():
+        return "it does not run under a `tf.distribute` strategy"
+    if bool(getattr(model, "jit_compile", False)):
+        return "it does not run in an XLA-compiled train step (`jit_compile=True`)"
+    if int(getattr(model, "steps_per_execution", 1) or 1) != 1:
+        return "it needs `steps_per_execution=1`"
+    if callback.log_dir is not None:
+        return "per-layer TensorBoard scalars (`log_dir`) are written from the host"
+    for cohort in callback._cohorts:
+        strategy = cohort.plan.strategy
+        if strategy.allocation.needs_scores:
+            return (f"{type(strategy.allocation).__name__} allocation ranks the items of "
+                    "several tensors on the host")
+        if strategy.regularizer is not None:
+            return "a regularizer needs the masks of the next update, computed on the host"
+        if not strategy.criterion.traceable:
+            return f"{type(strategy.criterion).__name__} scores are drawn on the host"
+        schedule = cohort.schedule
+        rows = max(0, schedule.end_step - schedule.begin_step + 1)
+        if rows * max(1, len(cohort.plan.groups)) > MAX_TABLE:
+            return (f"the schedule is too long for a counts table ({rows} steps x "
+                    f"{len(cohort.plan.groups)} groups)")
+    return None
+
+
+class _Cohort:
+    """The device-side state of one cohort: its counts table, frozen flag
+    and the zero counts of its last update."""
+
+    def __init__(self, cohort, update, zeros):
+        import tensorflow as tf
+
+        schedule = cohort.schedule
+        self.cohort, self.update = cohort, update
+        self.begin, self.end = schedule.begin_step, schedule.end_step
+        table = [update._counts(schedule(t), schedule.final_sparsity, None, None)
+                 for t in range(self.begin, self.end + 1)]
+        groups = len(cohort.plan.groups)
+        self.table = tf.constant(np.asarray(table, np.int32).reshape(-1, groups))
+        self.variables = [update.slots[t].weight.variable for t in update.changed]
+        # Masked but not counted (recurrent biases under `Units`): not in
+        # the sparsity.
+        self.counted = [update.slots[t].counted for t in update.changed]
+        self.weights = tf.constant(np.asarray(self.counted, np.int32))
+        self.zeros = tf.Variable(self._host_zeros(zeros), trainable=False, dtype=tf.int32)
+        self.enabled = tf.Variable(True, trainable=False)
+        self.failed = tf.Variable(False, trainable=False)
+        self.last = cohort.wrappers[0].pruning_step
+
+    def _host_zeros(self, zeros):
+        return np.asarray([zeros[id(v)] if c else 0
+                           for v, c in zip(self.variables, self.counted)], np.int32)
+
+    def sync(self, zeros=None):
+        """Reads the frozen flags, and the zero counts the host holds when
+        it has just counted them (`zeros`)."""
+        if zeros is not None:
+            self.zeros.assign(self._host_zeros(zeros))
+        self.enabled.assign(not any(getattr(w, "frozen", False) for w in self.cohort.wrappers))
+
+    def step(self, step, every):
+        """The traced update check of one step."""
+        import tensorflow as tf
+
+        last = tf.cast(self.last, tf.int64)
+        due = self.enabled & (step >= self.begin) & (
+            (last < 0) | ((last < self.end) & ((step - last >= every) | (step >= self.end))))
+
+        def run():
+            counts = tf.gather(self.table, tf.minimum(step, self.end) - self.begin)
+            # The update's Python function, traced into the train step (a
+            # `tf.function` of its own is traced again for every train
+            # function Keras builds, and measured no faster).
+            zeros, finite = self.update._assign_masks(counts, None, tf.cast(step, step_dtype()))
+            # A diverged weight: nothing was assigned; the host raises,
+            # naming it (see `InStep.failed`).
+            ok = tf.reduce_all(finite)
+            self.failed.assign(tf.logical_not(ok))
+            self.zeros.assign(tf.where(ok, tf.reshape(tf.cast(zeros, tf.int32), [-1]),
+                                       self.zeros))
+            return ok
+
+        return tf.cond(due, run, lambda: tf.constant(False))
+
+
+class InStep:
+    """The train function of `callback.model`, with the updates inside."""
+
+    def __init__(self, callback):
+        self.callback = callback
+        model = callback.model
+        known = callback._zeros
+        self.cohorts = [_Cohort(c, callback._mask_update(c), known) for c in callback._cohorts]
+        changed = {id(v) for c in self.cohorts for v in c.variables}
+        self.fixed_zeros = sum(z for k, z in known.items() if k not in changed)
+        self.total = sum(math.prod(tuple(pw.variable.shape))
+                         for w in callback._wrappers for pw in w.pruned_weights)
+        self.model = model
+        self.previous = model.train_function
+        base = model.train_step
+        every = callback.update_every
+
+        def train_step(data):
+            import tensorflow as tf
+
+            logs = base(data)
+            step = tf.cast(model.optimizer.iterations, tf.int64)
+            for cohort in self.cohorts:
+                cohort.step(step, every)
+            zeros = self.fixed_zeros + sum(tf.reduce_sum(c.zeros * c.weights)
+                                           for c in self.cohorts)
+            failed = tf.reduce_any(tf.stack([c.failed for c in self.cohorts]))
+            logs = dict(logs)
+            # -1: an update met a diverged weight (the host raises).
+            # float64, as the host divides: the same value as between steps.
+            logs["sparsity"] = tf.where(failed, tf.constant(-1.0, tf.float64),
+                                        tf.cast(zeros, tf.float64) / max(self.total, 1))
+            return logs
+
+        model.train_function = model._make_function(train_step)
+
+    def failed(self) -> list:
+        """The cohorts whose last update met a weight with NaN or inf."""
+        return [c.cohort for c in self.cohorts if bool(c.failed.numpy())]
+
+    def sync(self, counted: bool):
+        """Frozen flags to the device; with `counted`, the host's fresh
+        zero counts too (at train begin, after a restore)."""
+        for cohort in self.cohorts:
+            cohort.sync(self.callback._zeros if counted else None)
+
+    def read_back(self) -> tuple:
+        """`({id(variable): zeros}, {id(wrapper): last update step})` as
+        the device holds them (at the end of `fit`)."""
+        zeros = {}
+        for cohort in self.cohorts:
+            values = np.asarray(cohort.zeros.numpy()).reshape(-1)
+            for v, z, counted in zip(cohort.variables, values, cohort.counted):
+                if counted:
+                    zeros[id(v)] = int(z)
+        last = {id(w): int(w.pruning_step.numpy()) for w in self.callback._wrappers}
+        return zeros, last
+
+    def uninstall(self):
+        # The next `fit` builds its own train function.
+        self.model.train_function = None
