@@ -36,8 +36,8 @@ MAX_TABLE = 1 << 22
 #: update's branch costs every step a little even when it is not taken,
 #: while an update between steps costs a few milliseconds of host work.
 #: Measured by `python -m benchmarks.in_step` (docs/in_step.json): the step
-#: wins clearly at an update every step, the two tie at every 10 and the
-#: step loses at every 50.
+#: wins clearly at an update every step; at every 10 and 50 steps the two
+#: are within run-to-run noise, so rarer updates stay between steps.
 AUTO_MAX_EVERY = 5
 
 
@@ -101,10 +101,8 @@ class _Cohort:
         self.last = cohort.wrappers[0].pruning_step
         # The update as a function of its own that is never inlined: the
         # train step holds one call to it. Inlined, its few hundred ops per
-        # layer join the train step's graph, which then trains slower even
-        # when no update is due (MobileNetV2 at an update every 10 steps:
-        # pruned/plain fit 2.04x inlined, 1.22x as an inlinable function,
-        # about 1.0x not inlined).
+        # layer join the train step's graph, which then trains markedly
+        # slower on a many-layer model even when no update is due.
         self._assign = tf.function(update._assign_masks, autograph=False,
                                    experimental_attributes={"_noinline": True})
 
