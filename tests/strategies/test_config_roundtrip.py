@@ -92,8 +92,11 @@ def test_wrapper_roundtrip_with_weights_in_a_model(rng, masks_of):
 
 def test_callback_config_defaults():
     cb = tfprune.PruningCallback()
-    assert cb.get_config() == {"update_every": 100, "log_dir": None}
+    assert cb.get_config() == {"update_every": 100, "log_dir": None, "in_step": "auto"}
     assert tfprune.PruningCallback.from_config(cb.get_config()).get_config() == cb.get_config()
+    again = tfprune.PruningCallback.from_config(
+        tfprune.PruningCallback(update_every=3, in_step=False).get_config())
+    assert (again.update_every, again.in_step) == (3, False)
 
 
 def test_wrapper_roundtrip_keeps_its_strategy():
