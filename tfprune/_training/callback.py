@@ -460,7 +460,7 @@ class PruningCallback(keras.callbacks.Callback):
         # last bit), over the total, as between steps.
         total = self._in_step.total
         self.sparsity = round(sparsity * total) / total if total else 0.0
-        logs["sparsity"] = sparsity
+        logs["sparsity"] = self.sparsity
 
     def on_epoch_end(self, epoch, logs=None):
         self._hold_zeros()

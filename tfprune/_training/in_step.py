@@ -152,7 +152,6 @@ class InStep:
         self.total = sum(math.prod(tuple(pw.variable.shape))
                          for w in callback._wrappers for pw in w.pruned_weights)
         self.model = model
-        self.previous = model.train_function
         base = model.train_step
         every = callback.update_every
 

@@ -18,6 +18,7 @@ from tfprune._base.graph import replace_children
 from tfprune._base.validation import received
 from tfprune._training import subclassed
 from tfprune._training.wrapper import PruningWrapper
+from tfprune._training.wrapper import build_like_inner
 from tfprune._training.wrapper import find_wrappers
 
 logger = logging.getLogger("tfprune")
@@ -205,7 +206,7 @@ def prune(model, sparsity, *, layers=None, strategy=None):
         return layer
 
     if not isinstance(model, keras.Model):
-        result = _build_like_inner(wrap(model))
+        result = build_like_inner(wrap(model))
         if result is model:
             raise ValueError(
                 f"Layer '{model.name}' has nothing tfprune can prune. "
@@ -271,15 +272,6 @@ def _wrap_subclassed(model, wrap, selector, schedule):
         if isinstance(layer, keras.Model):
             _wrap_subclassed(layer, wrap, selector, schedule)
             return layer
-        return _build_like_inner(wrap(layer))
+        return build_like_inner(wrap(layer))
 
     replace_children(model, replace)
-
-
-def _build_like_inner(layer):
-    """Builds a new wrapper around a built layer, so that its masks exist
-    before the first call (which a subclassed model makes only in `fit`)."""
-    if isinstance(layer, PruningWrapper) and layer.layer.built and not layer.built:
-        config = layer.layer.get_build_config() or {}
-        layer.build(config.get("input_shape"))
-    return layer

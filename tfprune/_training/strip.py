@@ -8,9 +8,9 @@ from tfprune._base.graph import copy_graph_model
 from tfprune._base.graph import is_graph_model
 from tfprune._base.graph import is_graph_subclass
 from tfprune._base.graph import replace_children
-from tfprune._training import subclassed
 from tfprune._base.graph import warn_if_class_lost
 from tfprune._base.validation import received
+from tfprune._training import subclassed
 from tfprune._training.wrapper import PruningWrapper
 from tfprune._training.wrapper import find_wrappers
 

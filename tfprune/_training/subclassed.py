@@ -26,6 +26,7 @@ from tfprune._base.graph import is_graph_model
 from tfprune._base.graph import is_graph_subclass
 from tfprune._base.graph import replace_children
 from tfprune._training.wrapper import PruningWrapper
+from tfprune._training.wrapper import build_like_inner
 from tfprune._training.wrapper import find_wrappers
 
 REGISTERED_NAME = "tfprune>PrunedSubclassedModel"
@@ -141,11 +142,7 @@ def wrapper_paths(model, prefix=()) -> list:
 
 
 def _wrap(layer, spec):
-    wrapper = PruningWrapper(layer, **spec)
-    if layer.built and not wrapper.built:
-        build = layer.get_build_config() or {}
-        wrapper.build(build.get("input_shape"))
-    return wrapper
+    return build_like_inner(PruningWrapper(layer, **spec))
 
 
 def _at(model, path):

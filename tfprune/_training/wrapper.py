@@ -367,6 +367,16 @@ class PruningWrapper(keras.layers.Wrapper):
 walk.register_transparent(PruningWrapper, lambda wrapper: wrapper.layer)
 
 
+def build_like_inner(layer):
+    """Builds a new wrapper around a built layer, so that its masks exist
+    before the first call (which a subclassed model makes only in `fit`);
+    returns `layer` (anything else is returned as it is)."""
+    if isinstance(layer, PruningWrapper) and layer.layer.built and not layer.built:
+        config = layer.layer.get_build_config() or {}
+        layer.build(config.get("input_shape"))
+    return layer
+
+
 def find_wrappers(model) -> list:
     """All `PruningWrapper` layers inside `model` (or `model` itself)."""
     if isinstance(model, PruningWrapper):

@@ -43,6 +43,9 @@ def prepare(model, shrink: bool):
     """
     check_bool("shrink", shrink)
     notes = []
+    order = input_order_note(model)
+    if order is not None:
+        notes.append(order)
     plain = model
     if find_wrappers(model):
         plain = strip(model)

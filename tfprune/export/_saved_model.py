@@ -170,8 +170,6 @@ def saved_model(
     path = _atomic.check_destination(path, overwrite)
     tolerance = _model.check_tolerance(tolerance, SAVED_MODEL_TOLERANCE)
     plain, reference, notes = _model.prepare(model, shrink)
-    if _model.input_order_note(plain):
-        notes.append(_model.input_order_note(plain))
     specs = _model.input_specs(plain, sample_inputs)
     if sample_inputs is not None:
         inputs = _model.user_inputs(sample_inputs, specs, "sample_inputs", plain)

@@ -214,8 +214,6 @@ def tflite(
     path = _atomic.check_destination(path, overwrite)
     tolerance = _model.check_tolerance(tolerance, TOLERANCES[quantize])
     plain, reference, notes = _model.prepare(model, shrink)
-    if _model.input_order_note(plain):
-        notes.append(_model.input_order_note(plain))
     specs = _model.input_specs(plain, sample_inputs)
     rnns = _recurrent.recurrent_layers(plain)
     length = _recurrent.check_fixed_length(plain, specs, rnns)
