@@ -282,12 +282,19 @@ def get(identifier) -> Criterion:
 def accumulate_on_backward(value, state, criterion: Criterion, weight=None):
     """Identity whose backward pass feeds the gradient to `criterion`.
 
-    Returns `value` unchanged. When a gradient flows back through the
-    result, `state` (a `keras.Variable` shaped like `value`) is assigned
-    `criterion.accumulate(state, weight, gradient)` and the gradient passes
-    through untouched. This is how a layer collects Taylor or movement
-    scores during `model.fit` without a custom training step. TensorFlow
-    backend.
+    Returns `value` unchanged; the gradient passes through untouched. This
+    is how a layer collects Taylor or movement scores during `model.fit`
+    without a custom training step:
+
+    - TensorFlow: when a gradient flows back through the result, `state` is
+      assigned `criterion.accumulate(state, weight, gradient)`.
+    - JAX (pure, no assignment in a backward pass): the backward pass gives
+      `criterion.accumulate(state, weight, gradient)` as the *gradient of
+      `state`*. Make `state` a trainable variable with
+      `overwrite_with_gradient=True` and the optimizer writes that value
+      into it instead of taking a step (Keras' own mechanism for values
+      computed in a backward pass; such a variable gets no optimizer slots,
+      no clipping and no weight decay).
 
     Args:
         value: the (masked) weight as used in the forward pass.
@@ -298,9 +305,10 @@ def accumulate_on_backward(value, state, criterion: Criterion, weight=None):
     Returns:
         A tensor equal to `value`.
     """
-    import tensorflow as tf
-
     weight = value if weight is None else weight
+    if keras.backend.backend() == "jax":
+        return _accumulate_on_backward_jax(value, state, criterion, weight)
+    import tensorflow as tf
 
     @tf.custom_gradient
     def _identity(x):
@@ -311,3 +319,23 @@ def accumulate_on_backward(value, state, criterion: Criterion, weight=None):
         return tf.identity(x), grad
 
     return _identity(value)
+
+
+def _accumulate_on_backward_jax(value, state, criterion, weight):
+    import jax
+
+    @jax.custom_vjp
+    def _identity(x, s, w):
+        del s, w
+        return x
+
+    def forward(x, s, w):
+        return x, (s, w)
+
+    def backward(residual, upstream):
+        s, w = residual
+        new = ops.cast(criterion.accumulate(s, w, upstream), s.dtype)
+        return upstream, new, jax.numpy.zeros_like(w)
+
+    _identity.defvjp(forward, backward)
+    return _identity(value, ops.convert_to_tensor(state), ops.convert_to_tensor(weight))

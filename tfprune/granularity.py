@@ -324,16 +324,18 @@ class NM(Granularity):
     """
 
     def __init__(self, n: int = 2, m: int = 4, axis="input"):
-        ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (n, m))
-        if not ints or not 0 < n < m:
-            raise ValueError(
-                f"`n` and `m` must be integers with 0 < n < m. Received: n={n!r}, m={m!r}"
-            )
-        named = axis in ("input", "output")
-        if not named and (isinstance(axis, bool) or not isinstance(axis, int)):
-            raise ValueError(
-                f"`axis` must be 'input', 'output' or an integer. {received('axis', axis)}"
-            )
+        rule = f"`n` and `m` must be integers with 0 < n < m. Received: n={n!r}, m={m!r}"
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (n, m)):
+            raise TypeError(rule)
+        if not 0 < n < m:
+            raise ValueError(rule)
+        if isinstance(axis, str):
+            if axis not in ("input", "output"):
+                raise ValueError(
+                    f"`axis` must be 'input', 'output' or an integer. {received('axis', axis)}")
+        elif isinstance(axis, bool) or not isinstance(axis, int):
+            raise TypeError(
+                f"`axis` must be 'input', 'output' or an integer. {received('axis', axis)}")
         self.n, self.m, self.axis = n, m, axis
         self.max_sparsity = 1.0 - n / m
 

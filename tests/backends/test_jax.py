@@ -50,7 +50,8 @@ def _zeros(x) -> int:
 
 @on_jax
 @pytest.mark.parametrize("strategy", [None, "recurrent", tfprune.strategies.Strategy(
-    "l2_norm", tfprune.granularity.Units(), "uniform")], ids=["magnitude", "global", "units"])
+    "l2_norm", tfprune.granularity.Units(), "uniform"), tfprune.strategies.Strategy("taylor")],
+    ids=["magnitude", "global", "units", "taylor"])
 def test_fit_prunes_exactly_and_strip_keeps_predictions(strategy, tmp_path):
     x, y = _data()
     pruned = tfprune.prune(_model(), tfprune.schedules.PolynomialDecay(0.0, 0.75, 0, 24),
@@ -82,10 +83,88 @@ def test_fit_prunes_exactly_and_strip_keeps_predictions(strategy, tmp_path):
                                rtol=1e-6, atol=1e-6)
 
 
-@on_jax
-def test_gradient_criteria_say_they_need_tensorflow():
+_GRADIENT_RUN = textwrap.dedent("""
+    import json, os, sys
+    import keras, numpy as np
+    import tfprune
+    here, other = sys.argv[1], sys.argv[2]  # this backend's folder, the other's (or "")
+
+    def wrappers(model):
+        return [layer for layer in model.layers if isinstance(layer, tfprune.PruningWrapper)]
+
+    def state(model):
+        return {"masks": [np.asarray(m.numpy()).tolist() for w in wrappers(model) for m in w.masks],
+                "scores": [np.asarray(s.score.numpy()).tolist()
+                           for w in wrappers(model) for s in w.slots]}
+
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 8)).astype("float32")
+    y = (x @ rng.random((8, 1))).astype("float32")
+    for criterion in ("taylor", "movement"):
+        if not os.path.exists(os.path.join(here, criterion + ".json")):
+            model = keras.Sequential([keras.Input((8,)),
+                                      keras.layers.Dense(32, activation="relu"),
+                                      keras.layers.Dense(1)])
+            for i, w in enumerate(model.weights):  # the same weights on both backends
+                w.assign(np.random.default_rng(i).normal(size=w.shape).astype("float32") * 0.5)
+            pruned = tfprune.prune(
+                model, tfprune.schedules.PolynomialDecay(0.0, 0.5, 0, 6),
+                strategy=tfprune.strategies.Strategy(criterion, "unstructured"))
+            pruned.compile(keras.optimizers.SGD(0.01), "mse")
+            pruned.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False,
+                       callbacks=[tfprune.PruningCallback(update_every=2)])
+            pruned.save(os.path.join(here, criterion + ".keras"))
+            result = dict(state(pruned), optimizer_variables=len(pruned.optimizer.variables),
+                          score_trainable=[s.score.trainable for w in wrappers(pruned)
+                                           for s in w.slots])
+            json.dump(result, open(os.path.join(here, criterion + ".json"), "w"))
+        if other:  # this backend loads the file the other one saved
+            loaded = keras.saving.load_model(os.path.join(other, criterion + ".keras"))
+            json.dump(state(loaded), open(os.path.join(here, criterion + ".loaded.json"), "w"))
+""")
+
+
+def _run_on(backend, here, other=""):
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    child = subprocess.run([sys.executable, "-c", _GRADIENT_RUN, str(here), str(other)],
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert child.returncode == 0, (child.stdout + child.stderr)[-3000:]
+
+
+@needs_jax
+@children
+def test_gradient_criteria_give_the_masks_and_scores_of_tensorflow(tmp_path):
+    tf_dir, jax_dir = tmp_path / "tensorflow", tmp_path / "jax"
+    tf_dir.mkdir(), jax_dir.mkdir()
+    _run_on("tensorflow", tf_dir)
+    _run_on("jax", jax_dir, other=tf_dir)  # trains, then loads TensorFlow's files
+    _run_on("tensorflow", tf_dir, other=jax_dir)  # loads JAX's files
+    for criterion in ("taylor", "movement"):
+        on_tf, on_jax = (json.load(open(d / f"{criterion}.json")) for d in (tf_dir, jax_dir))
+        # On JAX the optimizer writes the score from the backward pass (a
+        # trainable variable without slots); TensorFlow assigns it there.
+        assert on_jax["score_trainable"] == [True, True]
+        assert on_tf["score_trainable"] == [False, False]
+        assert on_jax["optimizer_variables"] == on_tf["optimizer_variables"]
+        for a, b in zip(on_jax["masks"], on_tf["masks"]):
+            np.testing.assert_array_equal(a, b, err_msg=criterion)
+            assert _zeros(a) == _mask_math.num_pruned(np.size(a), 0.5)
+        for a, b in zip(on_jax["scores"], on_tf["scores"]):
+            assert np.count_nonzero(a) > 0
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=criterion)
+        # One save format: each backend loads the other's file, scores included.
+        for saved, loaded in ((on_tf, jax_dir), (on_jax, tf_dir)):
+            got = json.load(open(loaded / f"{criterion}.loaded.json"))
+            assert got["masks"] == saved["masks"] and got["scores"] == saved["scores"]
+
+
+def test_gradient_criteria_name_the_backends_that_run_them(monkeypatch):
+    from tfprune._training import wrapper as wrapper_module
+
+    monkeypatch.setattr(wrapper_module, "_GRADIENT_BACKENDS", ("another",))
     strategy = tfprune.strategies.Strategy("taylor", "unstructured", "uniform")
-    with pytest.raises(ValueError, match=r"TensorFlow.*Received: criterion=Taylor"):
+    with pytest.raises(ValueError, match=r"TensorFlow or JAX.*Received: criterion=Taylor"):
         tfprune.prune(_model(), 0.5, strategy=strategy)
 
 
@@ -108,7 +187,8 @@ _CHILD = textwrap.dedent("""
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, activation="relu"),
                               keras.layers.Dense(1)])
-    pruned = tfprune.prune(model, tfprune.schedules.PolynomialDecay(0.0, 0.8, 0, 16))
+    pruned = tfprune.prune(model, tfprune.schedules.PolynomialDecay(0.0, 0.8, 0, 16),
+                           strategy=tfprune.strategies.Strategy(os.environ["CRITERION"]))
     pruned.compile("adam", "mse")
     rng = np.random.default_rng(index)
     x = rng.random((128, 8)).astype("float32")
@@ -119,6 +199,8 @@ _CHILD = textwrap.dedent("""
     shards = [[np.asarray(s.data).tolist() for s in m.value.addressable_shards] for m in masks]
     json.dump({"devices": len(devices), "local": len(jax.local_devices()),
                "masks": [np.asarray(m.value).tolist() for m in masks],
+               "scores": [np.asarray(s.score.value).tolist() for layer in pruned.layers
+                          for s in getattr(layer, "slots", []) if s.score is not None],
                "shards_equal": all(s == shard[0] for shard in shards for s in shard)},
               open(out, "w"))
 """)
@@ -130,8 +212,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _children(tmp_path, processes, devices_per_process, code=_CHILD):
-    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3",
+def _children(tmp_path, processes, devices_per_process, code=_CHILD, criterion="magnitude"):
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", CRITERION=criterion,
                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
                XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}")
     port = str(_free_port())
@@ -163,8 +245,11 @@ def test_data_parallel_on_two_devices_gives_the_same_masks_everywhere(tmp_path):
 
 @needs_jax
 @children
-def test_two_processes_on_localhost_agree_on_every_mask(tmp_path):
-    results = _children(tmp_path, processes=2, devices_per_process=1)
+@pytest.mark.parametrize("criterion", ["magnitude", "taylor"])
+def test_two_processes_on_localhost_agree_on_every_mask(criterion, tmp_path):
+    # Taylor: each process sees the gradient of the global batch, so both
+    # accumulate the same scores.
+    results = _children(tmp_path, processes=2, devices_per_process=1, criterion=criterion)
     for result in results:
         assert result["devices"] == 2 and result["local"] == 1
         assert result["shards_equal"]
@@ -172,6 +257,9 @@ def test_two_processes_on_localhost_agree_on_every_mask(tmp_path):
     # Each process trained on its own shard; the masks come from the shared
     # (all-reduced) weights, so both processes hold the same ones.
     assert results[0]["masks"] == results[1]["masks"]
+    assert results[0]["scores"] == results[1]["scores"]
+    assert len(results[0]["scores"]) == (2 if criterion == "taylor" else 0)
+    assert all(np.count_nonzero(score) for score in results[0]["scores"])
 
 
 _MODEL_PARALLEL = textwrap.dedent("""

@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from tfprune import criteria
 from tfprune import granularity as gr
 from tfprune import strategies
 from tfprune._base.sensitivity_table import SensitivityTable
@@ -28,11 +29,19 @@ def test_block_reduction_is_mean_or_sum(reduction):
         gr.Block((1, 4), reduction=reduction)
 
 
-@pytest.mark.parametrize("axis", [1.5, True, "inputs"])
-def test_nm_axis_is_named_or_an_integer(axis):
+@pytest.mark.parametrize("axis, error", [(1.5, TypeError), (True, TypeError), (None, TypeError),
+                                         ("inputs", ValueError)])
+def test_nm_axis_is_named_or_an_integer(axis, error):
     message = _message("`axis` must be 'input', 'output' or an integer.", "axis", axis)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(error, match=message):
         gr.NM(2, 4, axis=axis)
+
+
+@pytest.mark.parametrize("n, m, error", [(4, 4, ValueError), (0, 4, ValueError),
+                                         (2.0, 4, TypeError), (2, "4", TypeError)])
+def test_nm_n_and_m_are_integers_with_n_below_m(n, m, error):
+    with pytest.raises(error, match=re.escape(f"0 < n < m. Received: n={n!r}, m={m!r}") + "$"):
+        gr.NM(n, m)
 
 
 @pytest.mark.parametrize(
@@ -69,10 +78,20 @@ def test_sensitivity_allocation_needs_a_table():
         SensitivityAllocation("table.json")
 
 
-@pytest.mark.parametrize("step", [0, 0.6, -0.1, True, "0.1"])
-def test_sensitivity_allocation_step(step):
-    with pytest.raises(ValueError, match=_message("`step` must be a number in (0, 0.5].", "step", step)):
+@pytest.mark.parametrize("step, error", [(0, ValueError), (0.6, ValueError), (-0.1, ValueError),
+                                         (True, TypeError), ("0.1", TypeError)])
+def test_sensitivity_allocation_step(step, error):
+    with pytest.raises(error, match=_message("`step` must be a number in (0, 0.5].", "step", step)):
         SensitivityAllocation(TABLE, step=step)
+
+
+@pytest.mark.parametrize("strength, error", [(-1, ValueError), (float("nan"), ValueError),
+                                             ("0.1", TypeError), (None, TypeError)])
+@pytest.mark.parametrize("penalty", ["L1Regularizer", "GroupLasso"])
+def test_penalty_strength_is_a_number_at_least_zero(penalty, strength, error):
+    message = _message("`strength` must be a number >= 0.", "strength", strength)
+    with pytest.raises(error, match=message):
+        getattr(criteria, penalty)(strength)
 
 
 @pytest.mark.parametrize("regularizer", [3, "l1"])

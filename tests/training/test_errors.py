@@ -254,3 +254,16 @@ def test_check_finite_names_the_weight():
     wrapper.layer.kernel.assign(np.full((3, 2), np.nan, "float32"))
     message = _raises(ValueError, "layer", wrapper.check_finite)
     assert "holds NaN or infinite values" in message and message.endswith("Received: layer=d")
+
+
+def test_loading_weights_saved_with_another_strategy(tmp_path):
+    def model():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+
+    path = str(tmp_path / "magnitude.weights.h5")
+    tfprune.prune(model(), 0.5).save_weights(path)
+    taylor = tfprune.prune(model(), 0.5, strategy=tfprune.strategies.Strategy("taylor"))
+    with pytest.raises(ValueError, match=r"holds 3 pruning variables .* the file has 2 .*"
+                                         r"another strategy.*Received: variables=2"):
+        taylor.load_weights(path)

@@ -111,6 +111,10 @@ def test_guards_only_pruned_models():
 def test_arguments_and_config():
     with pytest.raises(ValueError, match=r"Received: max_degradation=-0\.1$"):
         QualityGuard(max_degradation=-0.1)
+    with pytest.raises(ValueError, match=r"Received: max_degradation=inf$"):
+        QualityGuard(max_degradation=float("inf"))
+    with pytest.raises(TypeError, match=r"2%\)\. Received: max_degradation='0\.02'$"):
+        QualityGuard(max_degradation="0.02")
     with pytest.raises(ValueError, match=r"Received: mode='up'$"):
         QualityGuard(mode="up")
     with pytest.raises(TypeError, match=r"Received: baseline='1'$"):

@@ -20,10 +20,10 @@ __all__ = ["L1Regularizer", "GroupLasso"]
 
 class _Penalty(_Config):
     def __init__(self, strength: float):
-        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or strength < 0:
-            raise ValueError(
-                f"`strength` must be a number >= 0. {received('strength', strength)}"
-            )
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)):
+            raise TypeError(f"`strength` must be a number >= 0. {received('strength', strength)}")
+        if not strength >= 0:  # NaN too
+            raise ValueError(f"`strength` must be a number >= 0. {received('strength', strength)}")
         self.strength = float(strength)
 
     def get_config(self) -> dict:

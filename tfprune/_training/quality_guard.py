@@ -83,12 +83,12 @@ class QualityGuard(keras.callbacks.Callback):
         super().__init__()
         if not isinstance(monitor, str) or not monitor:
             raise TypeError(f"`monitor` must be a metric name. {received('monitor', monitor)}")
-        ok = isinstance(max_degradation, numbers.Real) and not isinstance(max_degradation, bool)
-        if not ok or not math.isfinite(max_degradation) or max_degradation < 0:
-            raise ValueError(
-                "`max_degradation` must be a finite number >= 0 (a relative "
-                f"tolerance: 0.02 is 2%). {received('max_degradation', max_degradation)}"
-            )
+        rule = ("`max_degradation` must be a finite number >= 0 (a relative "
+                f"tolerance: 0.02 is 2%). {received('max_degradation', max_degradation)}")
+        if isinstance(max_degradation, bool) or not isinstance(max_degradation, numbers.Real):
+            raise TypeError(rule)
+        if not math.isfinite(max_degradation) or max_degradation < 0:
+            raise ValueError(rule)
         if baseline is not None and (
             isinstance(baseline, bool) or not isinstance(baseline, numbers.Real)
         ):

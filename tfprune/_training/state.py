@@ -65,14 +65,20 @@ def _variable_name(pw, suffix) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", f"{pw.name}_{suffix}")
 
 
-def _add_state(layer, pw, suffix, initializer, dtype=None):
+def _add_state(layer, pw, suffix, initializer, dtype=None, written_by_gradient=False):
+    # JAX's `fit` is pure: a gradient criterion's score cannot be assigned in
+    # the backward pass. There it is a trainable variable that the optimizer
+    # overwrites with its "gradient", the accumulated score
+    # (`criteria.accumulate_on_backward`).
+    overwrite = written_by_gradient and keras.backend.backend() == "jax"
     variable = layer.add_weight(
         name=_variable_name(pw, suffix),
         shape=pw.variable.shape,
         dtype=dtype or pw.variable.dtype,
         initializer=initializer,
-        trainable=False,
+        trainable=overwrite,
         aggregation="only_first_replica",
+        overwrite_with_gradient=overwrite,
     )
     _lay_out_like(variable, pw.variable)
     return variable
@@ -92,6 +98,21 @@ def _lay_out_like(variable, weight) -> None:
         return
     variable._layout = layout
     variable._direct_assign(variable.value)
+
+
+def state_variables(layer) -> list:
+    """The variables `create_state` added to `layer`, in creation order.
+
+    This order is the save format (`.keras`, `.weights.h5`) on every
+    backend: Keras would list trainable variables first, and a score is
+    trainable on JAX only.
+    """
+    counted = [s for s in layer._slots if s.counted]
+    ordered = [s.mask for s in counted] + [layer.pruning_step]
+    ordered += [s.mask for s in layer._slots if not s.counted]
+    for slot in counted:
+        ordered += [v for v in (slot.score, slot.next_mask) if v is not None]
+    return ordered
 
 
 def create_state(layer, pruned, strategy) -> tuple:
@@ -126,7 +147,8 @@ def create_state(layer, pruned, strategy) -> tuple:
                   for pw in biases]
         for slot in slots[:len(pruned)]:
             if strategy.criterion.needs_gradients:
-                slot.score = _add_state(layer, slot.weight, "score", "zeros", "float32")
+                slot.score = _add_state(layer, slot.weight, "score", "zeros", "float32",
+                                        written_by_gradient=True)
             if strategy.regularizer is not None:
                 slot.next_mask = _add_state(layer, slot.weight, "next_mask", "ones")
     finally:

@@ -15,8 +15,12 @@ from tfprune._base import walk
 from tfprune._base.validation import received
 from tfprune._masks.core import apply_mask
 from tfprune._training.state import Slot  # noqa: F401 (re-exported)
-from tfprune._training.state import create_state
+from tfprune._training.state import create_state, state_variables
 from tfprune._training.update import MaskUpdate
+
+# Backends whose `fit` can feed gradients to a criterion (a TensorFlow
+# custom gradient, a JAX custom VJP: `criteria.accumulate_on_backward`).
+_GRADIENT_BACKENDS = ("tensorflow", "jax")
 
 
 def _accepts(fn, name) -> bool:
@@ -194,12 +198,12 @@ class PruningWrapper(keras.layers.Wrapper):
             )
         self._resolved = self.strategy.resolve(self.layer)
         criterion = self._resolved.criterion
-        if criterion.needs_gradients and keras.backend.backend() != "tensorflow":
+        if criterion.needs_gradients and keras.backend.backend() not in _GRADIENT_BACKENDS:
             raise ValueError(
                 f"Criterion {type(criterion).__name__} collects gradients during `fit` "
-                "through a TensorFlow custom gradient, which the "
+                "with a TensorFlow custom gradient or a JAX custom VJP, which the "
                 f"'{keras.backend.backend()}' backend does not run; use a weight-only "
-                "criterion (magnitude, l2_norm, random) there, or TensorFlow. "
+                "criterion (magnitude, l2_norm, random) there, or TensorFlow or JAX. "
                 f"Received: criterion={type(criterion).__name__}"
             )
         self._masks, self.pruning_step, self._slots, self._original_constraints = (
@@ -353,6 +357,27 @@ class PruningWrapper(keras.layers.Wrapper):
         """Puts back the constraints the variables had before wrapping."""
         for slot, original in zip(self._slots, self._original_constraints):
             slot.weight.variable.constraint = original
+
+    # -------------------------------------------------------------- saving
+    def save_own_variables(self, store):
+        # One order on every backend (a gradient score is trainable on JAX
+        # only, and Keras would list it first there).
+        for i, variable in enumerate(self._own_variables()):
+            store[f"{i}"] = variable
+
+    def load_own_variables(self, store):
+        own = self._own_variables()
+        if len(store.keys()) != len(own):
+            raise ValueError(
+                f"PruningWrapper '{self.name}' holds {len(own)} pruning variables "
+                f"({[v.name for v in own]}) but the file has {len(store.keys())} for it: "
+                "it was saved with another strategy (criterion, regularizer, granularity). "
+                f"Received: variables={len(store.keys())}")
+        for i, variable in enumerate(own):
+            variable.assign(store[f"{i}"])
+
+    def _own_variables(self) -> list:
+        return state_variables(self) if self.pruning_step is not None else []
 
     # -------------------------------------------------------------- config
     def get_config(self):

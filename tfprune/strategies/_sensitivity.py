@@ -51,7 +51,9 @@ class SensitivityAllocation(Allocation):
                 f"`table` must be a SensitivityTable (from `tfprune.sensitivity`) "
                 f"or its `to_dict()`. {received('table', table)}"
             )
-        if isinstance(step, bool) or not isinstance(step, (int, float)) or not 0 < step <= 0.5:
+        if isinstance(step, bool) or not isinstance(step, (int, float)):
+            raise TypeError(f"`step` must be a number in (0, 0.5]. {received('step', step)}")
+        if not 0 < step <= 0.5:
             raise ValueError(f"`step` must be a number in (0, 0.5]. {received('step', step)}")
         self.table, self.step = table, float(step)
         super().__init__(**kwargs)
