@@ -4,10 +4,15 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# What the JAX pass of `make test` runs (the TensorFlow pass runs everything).
-JAX_TESTS ?= tests/backends tests/masks/test_mask_math.py::test_a_mask_that_cannot_change_is_kept_as_it_is
+# What the JAX pass of `make test` runs (the TensorFlow pass runs everything):
+# the backend tests, the README quickstart and the three examples' quick runs.
+JAX_TESTS ?= tests/backends tests/masks/test_mask_math.py::test_a_mask_that_cannot_change_is_kept_as_it_is \
+	tests/project/test_docs.py::test_readme_quickstart_runs \
+	tests/project/test_examples.py::test_house_prices_quick \
+	tests/project/test_examples.py::test_air_quality_lstm_quick \
+	tests/project/test_examples.py::test_digits_dense_quick
 
-.PHONY: install test test-all test-models demo docs bench bench-quick bench-env clean
+.PHONY: install test test-all test-models test-torch demo docs bench bench-quick bench-env clean
 
 install: $(STAMP)
 
@@ -40,6 +45,20 @@ $(MODELS_STAMP): $(STAMP)
 
 test-models: $(MODELS_STAMP)
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest tests/models -m "slow or not slow" $(PYTEST_ARGS)
+
+# The PyTorch backend (not in CI: torch's wheel brings GBs of CUDA
+# libraries): a third environment, .venv-torch, and the core tests with
+# KERAS_BACKEND=torch. docs/distributed.md lists what runs there.
+TORCH_VENV ?= .venv-torch
+TORCH_TESTS ?= tests/training tests/strategies tests/masks tests/analysis tests/shrink
+$(TORCH_VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TORCH_VENV)/bin/python -m pip install --quiet -e ".[dev]" torch
+	touch $@
+
+test-torch: $(TORCH_VENV)/.installed
+	KERAS_BACKEND=torch TF_CPP_MIN_LOG_LEVEL=3 $(TORCH_VENV)/bin/python -m pytest $(TORCH_TESTS) $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) examples/house_prices.py
