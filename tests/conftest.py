@@ -16,6 +16,16 @@ from tfprune._masks import core as _mask_math  # noqa: E402
 from tfprune._training.wrapper import find_wrappers  # noqa: E402
 
 
+def pytest_collection_modifyitems(config, items):
+    """Cases marked `tensorflow_only` are skipped on the other backends."""
+    if keras.backend.backend() == "tensorflow":
+        return
+    skip = pytest.mark.skip(reason=f"TensorFlow only (this is {keras.backend.backend()})")
+    for item in items:
+        if item.get_closest_marker("tensorflow_only"):
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_keras():
     """Same seeds and layer names in every test, whatever ran before."""

@@ -286,8 +286,9 @@ def accumulate_on_backward(value, state, criterion: Criterion, weight=None):
     is how a layer collects Taylor or movement scores during `model.fit`
     without a custom training step:
 
-    - TensorFlow: when a gradient flows back through the result, `state` is
-      assigned `criterion.accumulate(state, weight, gradient)`.
+    - TensorFlow and PyTorch: when a gradient flows back through the
+      result, `state` is assigned `criterion.accumulate(state, weight,
+      gradient)`.
     - JAX (pure, no assignment in a backward pass): the backward pass gives
       `criterion.accumulate(state, weight, gradient)` as the *gradient of
       `state`*. Make `state` a trainable variable with
@@ -308,6 +309,8 @@ def accumulate_on_backward(value, state, criterion: Criterion, weight=None):
     weight = value if weight is None else weight
     if keras.backend.backend() == "jax":
         return _accumulate_on_backward_jax(value, state, criterion, weight)
+    if keras.backend.backend() == "torch":
+        return _accumulate_on_backward_torch(value, state, criterion, weight)
     import tensorflow as tf
 
     @tf.custom_gradient
@@ -339,3 +342,22 @@ def _accumulate_on_backward_jax(value, state, criterion, weight):
 
     _identity.defvjp(forward, backward)
     return _identity(value, ops.convert_to_tensor(state), ops.convert_to_tensor(weight))
+
+
+def _accumulate_on_backward_torch(value, state, criterion, weight):
+    import torch
+
+    class _Identity(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.view_as(x)
+
+        @staticmethod
+        def backward(ctx, upstream):
+            with torch.no_grad():
+                w = ops.convert_to_tensor(weight).detach()
+                new = criterion.accumulate(state.value, w, upstream)
+                state.assign(ops.cast(new, state.dtype))
+            return upstream
+
+    return _Identity.apply(ops.convert_to_tensor(value))

@@ -121,7 +121,7 @@ class Granularity(_Config):
 
     def group_masks(self, group, scores, sparsity, previous_masks=None) -> dict:
         """`{tensor: mask}` for the tensors of `group` at `sparsity`."""
-        shapes = {t: tuple(ops.shape(scores[t])) for t in group.tensors}
+        shapes = {t: _shape(scores[t]) for t in group.tensors}
         count = self.count(group, shapes, sparsity)
         return self.group_masks_for(group, scores, count, previous_masks)
 
@@ -129,7 +129,7 @@ class Granularity(_Config):
         """`(scores, sizes)`: the group's item scores as a 1-D float32 array
         (items already pruned by the previous mask score `-inf`) and the
         weights per item, one number when all items have the same size."""
-        shapes = {t: tuple(ops.shape(scores[t])) for t in group.tensors}
+        shapes = {t: _shape(scores[t]) for t in group.tensors}
         return _numpy(self.item_tensor(group, scores, previous_masks)), \
             self.item_sizes(group, shapes)
 
@@ -168,6 +168,10 @@ def _check_reduction(reduction):
         )
     return reduction
 
+
+def _shape(x) -> tuple:
+    """The shape of a tensor, variable, array or nested list."""
+    return tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
 
 def _split_gates(x, gates):
     return [x] if gates == 1 else ops.split(x, gates, axis=-1)
@@ -361,8 +365,15 @@ class NM(Granularity):
 
     def _removal(self, rows):
         """Per group: the m-n weakest members and their summed finite score."""
-        values, idx = ops.top_k(ops.negative(rows), self.m - self.n)
-        values = ops.negative(values)
+        k = self.m - self.n
+        if keras.backend.backend() == "torch":
+            # torch.topk leaves the order of ties open; a stable sort gives
+            # top_k's rule elsewhere: of equal scores, the lower index goes.
+            idx = ops.argsort(rows, axis=-1)[:, :k]
+            values = ops.take_along_axis(rows, idx, axis=-1)
+        else:
+            values, idx = ops.top_k(ops.negative(rows), k)
+            values = ops.negative(values)
         finite = ops.where(ops.isfinite(values), values, 0.0)
         cost = ops.sum(finite, axis=1)
         turned = ops.all(ops.logical_not(ops.isfinite(values)), axis=1)

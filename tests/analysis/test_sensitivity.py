@@ -20,7 +20,7 @@ def regression():
         keras.layers.Dense(16, activation="relu", name="hidden"),
         keras.layers.Dense(1, name="head"),
     ])
-    y = np.asarray(model(x)) + 0.01
+    y = keras.ops.convert_to_numpy(model(x)) + 0.01
     return model, x, y
 
 
@@ -50,7 +50,7 @@ def test_the_metric_matches_a_manual_evaluation(regression):
     kernel = head.kernel.numpy()
     pruned = np.where(np.abs(kernel) >= np.sort(np.abs(kernel).ravel())[8], kernel, 0.0)
     head.kernel.assign(pruned)
-    expected = float(np.mean(np.abs(y - np.asarray(model(x)))))
+    expected = float(np.mean(np.abs(y - keras.ops.convert_to_numpy(model(x)))))
     head.kernel.assign(kernel)
     assert table["head"][0.5] == pytest.approx(expected, rel=1e-5)
 
@@ -73,7 +73,7 @@ def test_accuracy_metric_on_a_classifier_is_maximized():
     keras.utils.set_random_seed(1)
     x = np.random.default_rng(1).normal(size=(40, 4)).astype("float32")
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
-    y = np.argmax(np.asarray(model(x)), axis=1)
+    y = np.argmax(keras.ops.convert_to_numpy(model(x)), axis=1)
     table = sensitivity(model, (x, y), sparsities=(0.9,), metric="accuracy", verbose=0)
     assert table.mode == "max" and table.baseline == 1.0
     assert table.curve("dense")[1][1] == pytest.approx(1.0 - table["dense"][0.9])
@@ -138,7 +138,7 @@ def test_attention_heads_use_the_rows_of_their_sub_layers():
     h = keras.layers.MultiHeadAttention(4, 2, name="mha")(inputs, inputs)
     model = keras.Model(inputs, keras.layers.Dense(1, name="head")(keras.layers.Flatten()(h)))
     x = np.random.default_rng(2).normal(size=(16, 4, 8)).astype("float32")
-    y = np.asarray(model(x))
+    y = keras.ops.convert_to_numpy(model(x))
     table = sensitivity(model, (x, y), sparsities=(0.5, 0.75), verbose=0)
     assert table.names == ["mha/query", "mha/key", "mha/value", "mha/attention_output", "head"]
     strategy = strategies.Strategy("l2_norm", "units", strategies.SensitivityAllocation(table))

@@ -206,6 +206,7 @@ def test_nan_scores_are_pruned_first():
     assert mask.tolist() == [[1.0, 0.0, 0.0, 1.0, 0.0]]
 
 
+@pytest.mark.tensorflow_only
 @pytest.mark.parametrize("pruned_before", [0.0, 0.9], ids=["fresh", "ninety_percent_pruned"])
 def test_selection_never_sorts_a_long_row(rng, monkeypatch, pruned_before):
     # `top_k` of 90% of a row sorts most of it: 0.5-1.4 s on 10M weights.

@@ -140,6 +140,7 @@ def test_group_lasso_sums_the_norms_of_doomed_units():
         criteria.GroupLasso(-1)
 
 
+@pytest.mark.tensorflow_only
 def test_accumulate_on_backward_feeds_the_gradient_and_passes_it_through():
     taylor = criteria.Taylor()
     w = tf.Variable(W)

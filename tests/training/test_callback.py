@@ -94,7 +94,10 @@ def test_sparsity_is_in_logs_and_history(rng):
 
 @pytest.mark.parametrize(
     "compile_kwargs",
-    [{"steps_per_execution": 4}, {"jit_compile": True}, {"steps_per_execution": 4, "jit_compile": True}],
+    [pytest.param({"steps_per_execution": 4}, marks=pytest.mark.tensorflow_only),
+     {"jit_compile": True},
+     pytest.param({"steps_per_execution": 4, "jit_compile": True},
+                  marks=pytest.mark.tensorflow_only)],
     ids=["steps_per_execution", "jit_compile", "both"],
 )
 def test_compile_options(rng, check_pruned, compile_kwargs):

@@ -9,6 +9,9 @@ import tfprune
 from tfprune import schedules
 from tfprune._training.wrapper import find_wrappers
 
+# tf.GradientTape / tf.distribute / the in-step update: TensorFlow itself.
+pytestmark = pytest.mark.tensorflow_only
+
 L = keras.layers
 
 

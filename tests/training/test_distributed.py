@@ -4,6 +4,11 @@ The devices must be configured before TensorFlow initializes them, so the
 run happens in a fresh process.
 """
 
+import pytest
+
+# tf.distribute: TensorFlow itself.
+pytestmark = pytest.mark.tensorflow_only
+
 CODE = """
 import tensorflow as tf
 

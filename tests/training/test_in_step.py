@@ -16,6 +16,9 @@ from tfprune import schedules
 from tfprune import strategies
 from tfprune._training.wrapper import find_wrappers
 
+# tf.GradientTape / tf.distribute / the in-step update: TensorFlow itself.
+pytestmark = pytest.mark.tensorflow_only
+
 L = keras.layers
 END = 30
 

@@ -78,7 +78,8 @@ def test_keras_file_loads_in_a_fresh_process_without_custom_objects(
 
 
 @pytest.mark.parametrize("checkpoint_first", [True, False], ids=["checkpoint_first", "pruning_first"])
-@pytest.mark.parametrize("in_step", [True, False], ids=["in_step", "between_steps"])
+@pytest.mark.parametrize("in_step", [pytest.param(True, marks=pytest.mark.tensorflow_only), False],
+                         ids=["in_step", "between_steps"])
 def test_model_checkpoint_is_as_sparse_as_its_report(rng, tmp_path, checkpoint_first, in_step):
     schedule = schedules.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=18, power=1)
     pruned = tfprune.prune(_model(), schedule)

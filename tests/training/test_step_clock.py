@@ -42,7 +42,8 @@ def _count_reads(monkeypatch):
     return reads, updates
 
 
-@pytest.mark.parametrize("spe", [1, 3], ids=["one_step", "steps_per_execution_3"])
+@pytest.mark.parametrize("spe", [1, pytest.param(3, marks=pytest.mark.tensorflow_only)],
+                         ids=["one_step", "steps_per_execution_3"])
 def test_device_is_read_only_when_an_update_is_due(rng, monkeypatch, spe):
     reads, updates = _count_reads(monkeypatch)
     x, y = rng.random((40, 8)).astype("float32"), rng.random((40, 1)).astype("float32")
@@ -62,6 +63,7 @@ def test_device_is_read_only_when_an_update_is_due(rng, monkeypatch, spe):
     assert report.zeros == 96 + 12
 
 
+@pytest.mark.tensorflow_only
 def test_in_step_updates_read_the_device_three_times_per_fit(rng, monkeypatch):
     """Inside the train step the device decides when an update is due: the
     host reads the clock at train begin, after the first batch (a restore
@@ -98,6 +100,7 @@ def test_clock_follows_a_restored_iteration_count(rng):
     assert callback.sparsity == pytest.approx((96 + 12) / 144)
 
 
+@pytest.mark.tensorflow_only
 def test_custom_loop_counting_from_zero_each_epoch(rng):
     pruned = _model()
     optimizer = pruned.optimizer

@@ -136,7 +136,8 @@ def test_prune_a_single_built_layer(rng):
     wrapper.prune_to(0.5)
     assert int((wrapper.masks[0].numpy() == 0).sum()) == 6
     x = rng.random((2, 3)).astype("float32")
-    np.testing.assert_allclose(wrapper(x), x @ (dense.kernel.numpy() * wrapper.masks[0].numpy()))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(wrapper(x)),
+                               x @ (dense.kernel.numpy() * wrapper.masks[0].numpy()), rtol=1e-6)
 
 
 # A subclassed model in a module of its own, so that a fresh process can
@@ -275,7 +276,8 @@ def test_subclassed_model_pruned_in_place_saves_and_loads_pruned_in_a_fresh_proc
 def test_loading_a_pruned_subclassed_model_whose_class_no_longer_has_the_layer(net):
     tfprune.prune(net, 0.5)
     config = net.get_config()
-    assert [e["path"] for e in config["wrappers"]][:2] == [["stem"], ["blocks", 0]]
-    config["wrappers"][0]["path"] = ["gone"]
+    paths = [e["path"] for e in config["wrappers"]]
+    assert ["stem"] in paths and ["blocks", 0] in paths
+    config["wrappers"][paths.index(["stem"])]["path"] = ["gone"]
     with pytest.raises(ValueError, match=r"its class no longer creates .*Received: model=net$"):
         type(net).from_config(config, custom_objects={"Net": Net})

@@ -93,11 +93,7 @@ def unmark(model) -> None:
 def _children(model):
     """`(path, layer)` of the sub-layers held as attributes, in lists and in
     dicts (the places `replace_children` visits)."""
-    for attr, value in vars(model).items():
-        # `_layers` lists every sub-layer; TensorFlow's checkpoint
-        # dependencies (`_self_...`) hold them again by name.
-        if attr == "_layers" or attr.startswith("_self_"):
-            continue
+    for attr, value in _attributes(model):
         if isinstance(value, keras.layers.Layer):
             yield [attr], value
         elif isinstance(value, list):
@@ -108,6 +104,21 @@ def _children(model):
             for key, item in value.items():
                 if isinstance(item, keras.layers.Layer) and isinstance(key, str):
                     yield [attr, key], item
+
+
+def _attributes(model):
+    """`(name, value)` of the model's own attributes."""
+    for attr, value in vars(model).items():
+        # `_layers` lists every sub-layer; TensorFlow's checkpoint
+        # dependencies (`_self_...`) hold them again by name.
+        if attr == "_layers" or attr.startswith("_self_"):
+            continue
+        if attr == "_modules" and isinstance(value, dict):
+            # PyTorch backend: a layer is a `torch.nn.Module`, which keeps
+            # the modules assigned to its attributes here.
+            yield from ((k, v) for k, v in value.items() if k != "_layers")
+            continue
+        yield attr, value
 
 
 def _spec(wrapper) -> dict:

@@ -19,8 +19,9 @@ from tfprune._training.state import create_state, state_variables
 from tfprune._training.update import MaskUpdate
 
 # Backends whose `fit` can feed gradients to a criterion (a TensorFlow
-# custom gradient, a JAX custom VJP: `criteria.accumulate_on_backward`).
-_GRADIENT_BACKENDS = ("tensorflow", "jax")
+# custom gradient, a JAX custom VJP, a PyTorch autograd function:
+# `criteria.accumulate_on_backward`).
+_GRADIENT_BACKENDS = ("tensorflow", "jax", "torch")
 
 
 def _accepts(fn, name) -> bool:
@@ -201,9 +202,9 @@ class PruningWrapper(keras.layers.Wrapper):
         if criterion.needs_gradients and keras.backend.backend() not in _GRADIENT_BACKENDS:
             raise ValueError(
                 f"Criterion {type(criterion).__name__} collects gradients during `fit` "
-                "with a TensorFlow custom gradient or a JAX custom VJP, which the "
-                f"'{keras.backend.backend()}' backend does not run; use a weight-only "
-                "criterion (magnitude, l2_norm, random) there, or TensorFlow or JAX. "
+                "with a TensorFlow custom gradient, a JAX custom VJP or a PyTorch autograd "
+                f"function, which the '{keras.backend.backend()}' backend does not run; use "
+                "a weight-only criterion (magnitude, l2_norm, random) there. "
                 f"Received: criterion={type(criterion).__name__}"
             )
         self._masks, self.pruning_step, self._slots, self._original_constraints = (
