@@ -118,6 +118,7 @@ def test_get_resolves_names_objects_and_configs():
         criteria.get(3)
 
 
+@pytest.mark.tensorflow_only  # tf.GradientTape
 def test_l1_regularizer_penalizes_only_the_doomed_weights():
     reg = criteria.L1Regularizer(0.1)
     mask_to_be = (np.abs(W) > 0.6).astype("float32")

@@ -305,7 +305,7 @@ def test_activity_regularizer_of_inner_layer_reaches_model_losses(rng):
     # It is also part of the training loss.
     callback = _activate(pruned)
     loss = pruned.compute_loss(x, np.asarray(outputs), np.asarray(outputs))
-    np.testing.assert_allclose(loss, model.losses[0], rtol=1e-5)
+    np.testing.assert_allclose(_np(loss), _np(model.losses[0]), rtol=1e-5)
     callback.on_train_end()
 
 
