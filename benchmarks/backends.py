@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BACKENDS = ("tensorflow", "jax")
@@ -42,6 +43,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true", help="small data, one round")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "backends.json"))
     args = parser.parse_args(argv)
+    start = time.perf_counter()
     results = []
     for backend in BACKENDS:
         out = args.out + f".{backend}.tmp"
@@ -53,9 +55,16 @@ def main(argv=None) -> dict:
             results.append(json.load(f))
         os.remove(out)
     result = {"quick": args.quick, "results": results}
-    with open(args.out, "w") as f:
+    result["table"] = table(result)  # docs/distributed.md quotes it
+    result.update(date=time.strftime("%Y-%m-%d"), cpus=os.cpu_count(),
+                  seconds=round(time.perf_counter() - start, 1),
+                  command="python -m benchmarks.backends" + (" --quick" if args.quick else ""))
+    tmp = args.out + ".tmp"
+    with open(tmp, "w") as f:
         json.dump(result, f, indent=1)
-    print(table(result))
+        f.write("\n")
+    os.replace(tmp, args.out)
+    print(result["table"])
     return result
 
 
