@@ -65,6 +65,7 @@ DOCS = (
     "docs/shrink.md",
     "docs/custom_loops.md",
     "docs/migration.md",
+    "docs/distributed.md",
 )
 ELLIPSIS = "..."
 CLI_DIR = "artifacts/doc_outputs"  # what the `cli` source writes and reads
