@@ -168,7 +168,7 @@ SITES = [
      [f"{TE}::test_layer_without_prunable_weights"]),
     ("_training/wrapper.py:PruningWrapper._create_masks", "collects gradients during `fit`",
      ["backends/test_jax.py::test_gradient_criteria_name_the_backends_that_run_them"]),
-    ("_training/wrapper.py:PruningWrapper.load_own_variables", "it was saved with another strategy",
+    ("_training/wrapper.py:PruningWrapper.load_own_variables", "pruned with another strategy",
      [f"{TE}::test_loading_weights_saved_with_another_strategy"]),
     ("_training/wrapper.py:PruningWrapper.check_finite", "holds NaN or infinite values",
      [f"{TE}::test_check_finite_names_the_weight"]),

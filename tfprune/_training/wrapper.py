@@ -370,9 +370,10 @@ class PruningWrapper(keras.layers.Wrapper):
         own = self._own_variables()
         if len(store.keys()) != len(own):
             raise ValueError(
-                f"PruningWrapper '{self.name}' holds {len(own)} pruning variables "
-                f"({[v.name for v in own]}) but the file has {len(store.keys())} for it: "
-                "it was saved with another strategy (criterion, regularizer, granularity). "
+                f"PruningWrapper '{self.name}' expected {len(own)} variables "
+                f"({[v.name for v in own]}), but received {len(store.keys())} variables "
+                "during loading (a model pruned with another strategy: criterion, "
+                "regularizer or granularity, has other pruning variables). "
                 f"Received: variables={len(store.keys())}")
         for i, variable in enumerate(own):
             variable.assign(store[f"{i}"])
