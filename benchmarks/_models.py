@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import json
 import io
 import math
 import os
@@ -264,3 +265,23 @@ def timed(fn, repeats: int, warmup: int = 1) -> list:
         fn()
         times.append(time.perf_counter() - start)
     return times
+
+
+def save_result(result: dict, table: str, *, start: float, command: str, quick: bool,
+                out: str) -> dict:
+    """Adds the Markdown `table` the docs quote and the run's facts (date,
+    cores, duration, command) to `result`, prints the table and, unless
+    `quick`, writes `result` to `out` atomically. Returns `result`."""
+    result["table"] = table
+    print(table)
+    result.update(date=time.strftime("%Y-%m-%d"), quick=quick, cpus=os.cpu_count(),
+                  seconds=round(time.perf_counter() - start, 1),
+                  command=command + (" --quick" if quick else ""))
+    if not quick:
+        tmp = out + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(result, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, out)
+        print(f"wrote {os.path.relpath(out)}")
+    return result

@@ -21,6 +21,8 @@ import subprocess
 import sys
 import time
 
+from benchmarks import _models
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BACKENDS = ("tensorflow", "jax")
 FREQUENCIES = (50, "constant")
@@ -54,18 +56,10 @@ def main(argv=None) -> dict:
         with open(out) as f:
             results.append(json.load(f))
         os.remove(out)
-    result = {"quick": args.quick, "results": results}
-    result["table"] = table(result)  # docs/distributed.md quotes it
-    result.update(date=time.strftime("%Y-%m-%d"), cpus=os.cpu_count(),
-                  seconds=round(time.perf_counter() - start, 1),
-                  command="python -m benchmarks.backends" + (" --quick" if args.quick else ""))
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, args.out)
-    print(result["table"])
-    return result
+    result = {"results": results}
+    # docs/distributed.md quotes the table.
+    return _models.save_result(result, table(result), start=start, quick=args.quick,
+                               out=args.out, command="python -m benchmarks.backends")
 
 
 def table(result: dict) -> str:

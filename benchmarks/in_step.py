@@ -23,7 +23,6 @@ table included, as `table`: docs/pruning.md quotes it, and
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -106,17 +105,9 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     start = time.perf_counter()
     results = run(args.quick)
-    results["table"] = table(results)  # docs/pruning.md quotes it
-    print(results["table"])
-    results.update(date=time.strftime("%Y-%m-%d"), quick=args.quick,
-                   seconds=round(time.perf_counter() - start, 1),
-                   command="python -m benchmarks.in_step" + (" --quick" if args.quick else ""))
-    if not args.quick:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=1)
-            f.write("\n")
-        print(f"wrote {os.path.relpath(args.out, ROOT)}")
-    return results
+    # docs/pruning.md quotes the table.
+    return _models.save_result(results, table(results), start=start, quick=args.quick,
+                               out=args.out, command="python -m benchmarks.in_step")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ Two measurements on the California-housing MLP of the cost benchmark
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -173,20 +172,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "overhead.json"))
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    result = {"fit": _fit_parts(args.quick), "update": _update_parts(args.quick)}
-    result["table"] = table(result)  # docs/pruning.md quotes it
-    print(result["table"])
-    result.update(date=time.strftime("%Y-%m-%d"), quick=args.quick, cpus=os.cpu_count(),
-                  machine=platform.machine(), seconds=round(time.perf_counter() - start, 1),
-                  command="python -m benchmarks.overhead" + (" --quick" if args.quick else ""))
-    if not args.quick:
-        tmp = args.out + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(result, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, args.out)
-        print(f"wrote {os.path.relpath(args.out, ROOT)}")
-    return result
+    result = {"fit": _fit_parts(args.quick), "update": _update_parts(args.quick),
+              "machine": platform.machine()}
+    # docs/pruning.md quotes the table.
+    return _models.save_result(result, table(result), start=start, quick=args.quick,
+                               out=args.out, command="python -m benchmarks.overhead")
 
 
 if __name__ == "__main__":

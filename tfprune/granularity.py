@@ -173,6 +173,7 @@ def _shape(x) -> tuple:
     """The shape of a tensor, variable, array or nested list."""
     return tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
 
+
 def _split_gates(x, gates):
     return [x] if gates == 1 else ops.split(x, gates, axis=-1)
 
