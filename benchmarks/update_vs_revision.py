@@ -17,8 +17,9 @@ with a linear `PolynomialDecay`, `PruningCallback(update_every=1)`, and
 - `unchanged`: the target is 90% at every step, reached at the first call:
   the later calls cannot change a mask.
 
-Writes `docs/update_vs_revision.json` (every time, per call) and prints a
-table: median ms per update for each tree, and the ratio new / old.
+Writes `docs/update_vs_revision.json` (every time, per call, and the table
+the README quotes) and prints the table: median ms per update for each
+tree, and the ratio new / old.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
+
+from benchmarks import _models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: The 0.1.0 release: the last commit before the compiled update.
@@ -74,6 +78,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "update_vs_revision.json"))
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
+    start = time.perf_counter()
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
                           capture_output=True, text=True).stdout.strip()
     records = []
@@ -97,10 +102,10 @@ def main(argv=None) -> dict:
             subprocess.run(["git", "worktree", "remove", "--force", old], cwd=ROOT,
                            capture_output=True)
     result = {"old": args.rev, "new": head, "repeats": args.repeats, "records": records}
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
-    print(table(result))
-    return result
+    command = "python -m benchmarks.update_vs_revision " + " ".join(argv if argv is not None
+                                                                    else sys.argv[1:])
+    return _models.save_result(result, table(result), start=start, command=command.strip(),
+                               quick=False, out=args.out)
 
 
 def table(result: dict) -> str:

@@ -23,6 +23,13 @@ The documents say which source backs what, with HTML comments:
   s, pt, ...): `$35,436`, `75.33%`, `2.04x`, `56.7 µs`, `4.77e-07`. Plain
   integers (epochs, units, years) and inline code are not checked.
 
+A figure that looks measured (a `$`, a unit or a trailing `x`) in prose or a
+table that no marker covers is an error too, so a new figure cannot be
+written without its source. Blocks that a tool renders between
+`<!-- NAME:start -->` and `<!-- NAME:end -->` (README's benchmark tables,
+the tables of docs/strategies.md and docs/shrink.md) are checked by that
+tool instead.
+
 `tests/project/test_doc_outputs.py` runs `check()`: it fails when a
 document and its saved output disagree. Training is seeded, so a rerun on
 the same machine prints the same accuracies and errors; file sizes of
@@ -56,7 +63,9 @@ from typing import Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUTPUTS = os.path.join("docs", "outputs")
-DOCS = (
+DOCS = (  # every hand-written page (docs/BENCHMARKS.md and docs/api.md are generated)
+    "README.md",
+    "docs/architecture.md",
     "docs/examples.md",
     "docs/pruning.md",
     "docs/regression.md",
@@ -66,6 +75,8 @@ DOCS = (
     "docs/custom_loops.md",
     "docs/migration.md",
     "docs/distributed.md",
+    "docs/schedules.md",
+    "docs/strategies.md",
 )
 ELLIPSIS = "..."
 CLI_DIR = "artifacts/doc_outputs"  # what the `cli` source writes and reads
@@ -290,6 +301,7 @@ HEADING = re.compile(r"^#{1,6} ")
 UNIT = r"(?:\s(?:KiB|MiB|µs|ms|s|µg/m³|pt)(?![\w/]))"
 NUMBER = re.compile(
     r"(?<![\w.,$-])(\$?\d+(?:,\d{3})*(?:\.\d+)?(?:e[-+]\d+)?(?:%|x(?!\w))?" + UNIT + r"?)"
+    r"(?!\.?\d)"  # not a version: 0.1.0, 2.21.0
 )
 CODE_SPAN = re.compile(r"`[^`]*`|\]\([^)]*\)|<!--.*?-->")
 
@@ -363,6 +375,7 @@ class Marked:
     kind: str  # "output" or "figures"
     sources: tuple
     text: str  # the fenced block's content, or the prose in scope
+    end: int = 0  # 1-based last line in scope (the closing fence of a block)
 
 
 def marked(doc: str, text: str) -> list:
@@ -379,20 +392,20 @@ def marked(doc: str, text: str) -> list:
             while j < len(lines) and not lines[j].strip():
                 j += 1
             if j == len(lines):
-                found.append(Marked(doc, i + 1, kind, sources, None))
+                found.append(Marked(doc, i + 1, kind, sources, None, i + 1))
             elif FENCE.match(lines[j]):
                 indent = FENCE.match(lines[j]).group(1)
                 end = next(k for k in range(j + 1, len(lines)) if FENCE.match(lines[k]))
                 body = [row[len(indent):] if row.startswith(indent) else row
                         for row in lines[j + 1:end]]
-                found.append(Marked(doc, i + 1, kind, sources, "\n".join(body)))
+                found.append(Marked(doc, i + 1, kind, sources, "\n".join(body), end + 1))
             else:  # a Markdown table, or any run of non-blank lines
                 end = next((k for k in range(j, len(lines)) if not lines[k].strip()), len(lines))
-                found.append(Marked(doc, i + 1, kind, sources, "\n".join(lines[j:end])))
+                found.append(Marked(doc, i + 1, kind, sources, "\n".join(lines[j:end]), end))
         else:
             end = next((k for k in range(i + 1, len(lines))
                         if HEADING.match(lines[k]) or MARKER.search(lines[k])), len(lines))
-            found.append(Marked(doc, i + 1, kind, sources, "\n".join(lines[i + 1:end])))
+            found.append(Marked(doc, i + 1, kind, sources, "\n".join(lines[i + 1:end]), end))
     return found
 
 
@@ -419,6 +432,34 @@ def unmarked_outputs(text: str) -> list:
     return missing
 
 
+GENERATED = re.compile(r"<!--\s*[\w-]+:(start|end)\s*-->")
+MEASURED = re.compile(r"^\$|" + UNIT + r"$|x$")
+
+
+def unmarked_figures(doc: str, text: str) -> list:
+    """`(line, figure)` of each measured-looking figure (a `$`, a unit or a
+    trailing `x`: `$35,436`, `2.5 ms`, `48.5 KiB`, `1.82x`) in prose or a
+    table that no marker covers. Fenced blocks (checked as sample outputs)
+    and the blocks a tool renders (`<!-- NAME:start -->` to
+    `<!-- NAME:end -->`, checked by that tool) are left out."""
+    covered = set()
+    for m in marked(doc, text):
+        covered.update(range(m.line, m.end + 1))
+    found, rendered, fenced = [], False, False
+    for number, line in enumerate(text.split("\n"), start=1):
+        tag = GENERATED.search(line)
+        if tag:
+            rendered = tag.group(1) == "start"
+            continue
+        if FENCE.match(line):
+            fenced = not fenced
+            continue
+        if rendered or fenced or number in covered:
+            continue
+        found.extend((number, token) for token in figures(line) if MEASURED.search(token))
+    return found
+
+
 def check(docs=DOCS) -> list:
     """Every disagreement between the documents and their saved outputs,
     as readable lines; empty when they agree."""
@@ -428,6 +469,9 @@ def check(docs=DOCS) -> list:
             text = f.read()
         for line in unmarked_outputs(text):
             errors.append(f"{doc}:{line}: a sample output without `<!-- output: SOURCE -->`")
+        for line, token in unmarked_figures(doc, text):
+            errors.append(f"{doc}:{line}: {token!r} is measured but no `<!-- figures: SOURCE -->` "
+                          "covers it")
         for m in marked(doc, text):
             where = f"{doc}:{m.line}"
             try:

@@ -6,6 +6,7 @@ dict, and the tfprune side runs on tiny data and models.
 
 import dataclasses
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -14,7 +15,9 @@ from benchmarks import __main__ as cli
 from benchmarks import _models
 from benchmarks import _report
 from benchmarks import _tfprune_side as side
+from benchmarks import update_vs_revision
 
+DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -91,6 +94,28 @@ def test_report_leaves_out_sections_not_measured(tmp_path):
     text = _report.write(results, str(tmp_path / "B.md"), None, None)
     assert "## 3. Mask update cost" in text
     assert "## 1. Quality" not in text and "## 4. Artifacts" not in text
+
+
+# ------------------------------------------------------------ saved results
+def test_the_benchmarks_page_is_rendered_from_its_saved_results():
+    """docs/BENCHMARKS.md is what `python -m benchmarks` writes from
+    docs/benchmarks.json (and the structured block of docs/structured.json):
+    a figure edited in one and not the other fails here."""
+    results = json.loads((DOCS / "benchmarks.json").read_text())
+    images = {key: f"img/bench_{key}.png" for key in ("quality", "artifacts")
+              if key in results and not results[key].get("error")}
+    page = (DOCS / "BENCHMARKS.md").read_text()
+    assert page == _report.markdown(results, images), (
+        "docs/BENCHMARKS.md and docs/benchmarks.json disagree: rerun `python -m benchmarks`")
+    for image in images.values():
+        assert (DOCS / image).read_bytes()[:8] == PNG_SIGNATURE
+
+
+@pytest.mark.parametrize("name", ["update_vs_revision.json", "update_vs_revision_100m.json"])
+def test_the_saved_revision_tables_are_rendered_from_their_records(name):
+    result = json.loads((DOCS / name).read_text())
+    assert result["table"] == update_vs_revision.table(result)
+    assert {r["tree"] for r in result["records"]} == {"old", "new"}
 
 
 # ------------------------------------------------------------ shared parts
