@@ -42,6 +42,7 @@ Run from the repository root, one command at a time (minutes in all):
     python tools/doc_outputs.py house_prices cli  # some of them
     python tools/doc_outputs.py --list            # the commands
     python tools/doc_outputs.py --check           # exit 1 if a doc disagrees
+    python tools/doc_outputs.py --refresh         # new figures into the sample outputs
 
 `migrate_from_tfmot` needs an interpreter with tfmot (`make bench-env`, or
 `TFPRUNE_TFMOT_PYTHON`); `cli` exports the model that `house_prices` wrote.
@@ -496,13 +497,81 @@ def check(docs=DOCS) -> list:
     return errors
 
 
+def _shape(line: str) -> str:
+    """A line with its numbers masked and its spacing collapsed: what a
+    rerun leaves as it was when only figures change."""
+    return " ".join(re.sub(r"\d[\d,]*(?:\.\d+)?(?:e[-+]\d+)?", "N", line).split())
+
+
+def refreshed(block: str, source: str) -> str | None:
+    """`block` with each run of lines (between `...` lines) replaced by the
+    lines of `source`, in order, that read the same but for their figures;
+    None when a run is not there in any form (a change of wording)."""
+    lines, shapes = source.split("\n"), [_shape(line) for line in source.split("\n")]
+    position, out, run = 0, [], []
+    for line in block.split("\n") + [ELLIPSIS]:
+        if line.strip() != ELLIPSIS:
+            run.append(line)
+            continue
+        if run:
+            want = [_shape(r) for r in run]
+            n = len(run)
+            start = next((k for k in range(position, len(lines) - n + 1)
+                          if shapes[k:k + n] == want), None)
+            if start is None:
+                return None
+            out.extend(lines[start:start + n])
+            position, run = start + n, []
+        out.append(line)
+    return "\n".join(out[:-1])
+
+
+def refresh(doc: str) -> list:
+    """Rewrites the `output` excerpts of `doc` from their saved outputs
+    where only figures changed; returns the excerpts it could not refresh.
+    Prose figures are left to the writer: `--check` lists them."""
+    path = os.path.join(ROOT, doc)
+    with open(path) as f:
+        lines = f.read().split("\n")
+    failed = []
+    for m in reversed(marked(doc, "\n".join(lines))):
+        if m.kind != "output" or m.text is None:
+            continue
+        source = load_source(m.sources[0])
+        if excerpt_error(m.text, source) is None:
+            continue
+        new = refreshed(m.text, source)
+        if new is None:
+            failed.append(f"{doc}:{m.line}")
+            continue
+        first = next(k for k in range(m.line, len(lines)) if lines[k].strip())
+        fence = FENCE.match(lines[first])
+        if fence:
+            indent = fence.group(1)
+            body = [indent + row if row else row for row in new.split("\n")]
+            lines[first + 1:m.end - 1] = body
+        else:
+            lines[first:m.end] = new.split("\n")
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+    return failed
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("names", nargs="*", help=f"sources to run (default: all): "
                         f"{', '.join(BY_NAME)}")
     parser.add_argument("--check", action="store_true", help="check the docs, run nothing")
     parser.add_argument("--list", action="store_true", help="print the commands, run nothing")
+    parser.add_argument("--refresh", action="store_true",
+                        help="copy the new figures of the saved outputs into the docs' "
+                        "sample outputs, run nothing")
     args = parser.parse_args(argv)
+    if args.refresh:
+        failed = [where for doc in DOCS for where in refresh(doc)]
+        for where in failed:
+            print(f"{where}: the excerpt's lines changed beyond their figures; edit it by hand")
+        return 1 if failed else 0
     if args.check:
         errors = check()
         print("\n".join(errors) if errors else "the docs agree with their saved outputs")

@@ -121,6 +121,23 @@ def test_a_measured_figure_needs_a_marker(tmp_path, monkeypatch):
         for line, token in [(4, "2.5 ms"), (4, "$32,638"), (4, "3.09x"), (13, "42.8 KiB")]]
 
 
+def test_refresh_copies_new_figures_and_nothing_else(tmp_path, monkeypatch):
+    old_block = "model  test MAE  size\n...\ndense   $31,000  42.8 KiB\npruned  $33,437  21.1 KiB"
+    assert doc_outputs.refreshed(old_block, SAVED) == (
+        "model  test MAE  size\n...\ndense   $32,638  42.8 KiB\npruned  $33,437  21.1 KiB")
+    assert doc_outputs.refreshed("dense  $31,000  42.8 MiB", SAVED) is None  # not a figure
+    assert doc_outputs.refreshed("pruned  $1\ndense  $2", SAVED) is None  # not in order
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "saved.txt").write_text(SAVED)
+    doc = ("# Title\n\n<!-- output: docs/saved.txt -->\n  ```\n  $ python example.py\n  ...\n"
+           "  dense   $9  1.0 KiB\n  ```\n\n<!-- output: docs/saved.txt -->\n```\nsmall  $1\n```\n")
+    (tmp_path / "docs" / "doc.md").write_text(doc)
+    monkeypatch.setattr(doc_outputs, "ROOT", str(tmp_path))
+    assert doc_outputs.refresh("docs/doc.md") == ["docs/doc.md:10"]  # reworded: by hand
+    assert (tmp_path / "docs" / "doc.md").read_text() == doc.replace(
+        "  dense   $9  1.0 KiB", "  dense   $32,638  42.8 KiB")
+
+
 # --------------------------------------------------------------------- rerun
 NUMBER = re.compile(r"\d[\d,]*\.\d+|\d[\d,]*")
 
