@@ -23,8 +23,8 @@ The documents say which source backs what, with HTML comments:
   s, pt, ...): `$35,436`, `75.33%`, `2.04x`, `56.7 µs`, `4.77e-07`. Plain
   integers (epochs, units, years) and inline code are not checked.
 
-A figure that looks measured (a `$`, a unit or a trailing `x`) in prose or a
-table that no marker covers is an error too, so a new figure cannot be
+A figure that looks measured (a `$`, a unit or a trailing `x`, and in a
+table row any number with two decimals) that no marker covers is an error too, so a new figure cannot be
 written without its source. Blocks that a tool renders between
 `<!-- NAME:start -->` and `<!-- NAME:end -->` (README's benchmark tables,
 the tables of docs/strategies.md and docs/shrink.md) are checked by that
@@ -435,12 +435,14 @@ def unmarked_outputs(text: str) -> list:
 
 GENERATED = re.compile(r"<!--\s*[\w-]+:(start|end)\s*-->")
 MEASURED = re.compile(r"^\$|" + UNIT + r"$|x$")
+TWO_DECIMALS = re.compile(r"\.\d\d")  # in a table row: 0.883 (ms), 59.89 (%)
 
 
 def unmarked_figures(doc: str, text: str) -> list:
     """`(line, figure)` of each measured-looking figure (a `$`, a unit or a
-    trailing `x`: `$35,436`, `2.5 ms`, `48.5 KiB`, `1.82x`) in prose or a
-    table that no marker covers. Fenced blocks (checked as sample outputs)
+    trailing `x`: `$35,436`, `2.5 ms`, `48.5 KiB`, `1.82x`; in a table row,
+    also a number with two decimals or more: `0.883`) in prose or a table
+    that no marker covers. Fenced blocks (checked as sample outputs)
     and the blocks a tool renders (`<!-- NAME:start -->` to
     `<!-- NAME:end -->`, checked by that tool) are left out."""
     covered = set()
@@ -457,7 +459,9 @@ def unmarked_figures(doc: str, text: str) -> list:
             continue
         if rendered or fenced or number in covered:
             continue
-        found.extend((number, token) for token in figures(line) if MEASURED.search(token))
+        row = line.lstrip().startswith("|")
+        found.extend((number, token) for token in figures(line)
+                     if MEASURED.search(token) or (row and TWO_DECIMALS.search(token)))
     return found
 
 

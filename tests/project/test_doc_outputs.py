@@ -108,17 +108,18 @@ def test_a_measured_figure_needs_a_marker(tmp_path, monkeypatch):
         "# Title\n\nSince tfprune 0.1.0 on TensorFlow 2.21.0, 16 units at 80%.\n"
         "One update takes 2.5 ms, $32,638 in MAE, 3.09x faster; lr 1e-3.\n\n"
         "<!-- figures: docs/saved.txt -->\nCovered: 3.09x and 21.1 KiB.\n\n"
-        "# Next\n\n| file | size |\n| --- | --- |\n| m.tflite | 42.8 KiB |\n\n"
+        "# Next\n\n| file | size |\n| --- | --- |\n| m.tflite | 42.8 KiB |\n| update | 0.883 |\n"
+        "| tolerance | 1e-4, 0.1 |\n\n"
         "<!-- table:start -->\nRendered by a tool: 9.9 ms.\n<!-- table:end -->\n\n"
         "```python\nmodel.fit(x, y)  # 7.5 s\n```\n"
     )
     (tmp_path / "docs" / "doc.md").write_text(doc)
     monkeypatch.setattr(doc_outputs, "ROOT", str(tmp_path))
-    assert doc_outputs.unmarked_figures("docs/doc.md", doc) == [
-        (4, "2.5 ms"), (4, "$32,638"), (4, "3.09x"), (13, "42.8 KiB")]
+    flagged = [(4, "2.5 ms"), (4, "$32,638"), (4, "3.09x"), (13, "42.8 KiB"), (14, "0.883")]
+    assert doc_outputs.unmarked_figures("docs/doc.md", doc) == flagged
     assert doc_outputs.check(["docs/doc.md"]) == [
         f"docs/doc.md:{line}: {token!r} is measured but no `<!-- figures: SOURCE -->` covers it"
-        for line, token in [(4, "2.5 ms"), (4, "$32,638"), (4, "3.09x"), (13, "42.8 KiB")]]
+        for line, token in flagged]
 
 
 def test_refresh_copies_new_figures_and_nothing_else(tmp_path, monkeypatch):
