@@ -12,6 +12,9 @@ JAX_TESTS ?= tests/backends tests/masks/test_mask_math.py::test_a_mask_that_cann
 	tests/project/test_examples.py::test_air_quality_lstm_quick \
 	tests/project/test_examples.py::test_digits_dense_quick
 
+# Worker processes of the TensorFlow pass (pytest-xdist); 0 runs it in one.
+PYTEST_WORKERS ?= 2
+
 .PHONY: install test test-all test-models test-torch demo docs bench bench-quick bench-env clean
 
 install: $(STAMP)
@@ -23,9 +26,10 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 # pytest exits 5 when it collects no test: not a failure of the code.
-# Two passes: TensorFlow (the default backend), then the JAX cases.
+# Two passes: TensorFlow (the default backend) in $(PYTEST_WORKERS) worker
+# processes, then the JAX cases in one.
 test: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; status=0; fi; \
 	if [ $$status -ne 0 ]; then exit $$status; fi; \
 	KERAS_BACKEND=jax TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest $(JAX_TESTS); status=$$?; \
