@@ -24,17 +24,20 @@ The documents say which source backs what, with HTML comments:
   integers (epochs, units, years) and inline code are not checked.
 
 A figure that looks measured (a `$`, a unit or a trailing `x`, and in a
-table row any number with two decimals) that no marker covers is an error too, so a new figure cannot be
-written without its source. Blocks that a tool renders between
+table row any number with two decimals) that no marker covers is an error
+too, so a new figure cannot be written without its source. Blocks that a tool renders between
 `<!-- NAME:start -->` and `<!-- NAME:end -->` (README's benchmark tables,
 the tables of docs/strategies.md and docs/shrink.md) are checked by that
 tool instead.
 
 `tests/project/test_doc_outputs.py` runs `check()`: it fails when a
-document and its saved output disagree. Training is seeded, so a rerun on
-the same machine prints the same accuracies and errors; file sizes of
-`.keras` archives and every time depend on the run, so after a rerun the
-documents are updated from the new files, never the other way round.
+document and its saved output disagree. Training is seeded, and most
+reruns print the same accuracies and errors, but not all (the housing MLP's
+early stopping can end at another epoch); file sizes of `.keras` archives
+and every time depend on the run. So after a rerun the documents are
+updated from the new files, never the other way round: `--refresh` copies
+the new figures into the sample-output excerpts, and `--check` lists the
+prose figures left to edit.
 
 Run from the repository root, one command at a time (minutes in all):
 
@@ -537,7 +540,7 @@ def refresh(doc: str) -> list:
     path = os.path.join(ROOT, doc)
     with open(path) as f:
         lines = f.read().split("\n")
-    failed = []
+    failed, changed = [], False
     for m in reversed(marked(doc, "\n".join(lines))):
         if m.kind != "output" or m.text is None:
             continue
@@ -556,8 +559,10 @@ def refresh(doc: str) -> list:
             lines[first + 1:m.end - 1] = body
         else:
             lines[first:m.end] = new.split("\n")
-    with open(path, "w") as f:
-        f.write("\n".join(lines))
+        changed = True
+    if changed:
+        with open(path, "w") as f:
+            f.write("\n".join(lines))
     return failed
 
 
