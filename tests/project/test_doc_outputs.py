@@ -70,6 +70,21 @@ def test_excerpts_must_be_verbatim_and_in_order():
                                      SAVED) == "dense   $32,638  42.8 KiB"
 
 
+@pytest.fixture
+def write_doc(tmp_path, monkeypatch):
+    """A repository in `tmp_path` with `SAVED` as docs/saved.txt;
+    `write_doc(text)` writes docs/doc.md (at `write_doc.path`)."""
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "saved.txt").write_text(SAVED)
+    monkeypatch.setattr(doc_outputs, "ROOT", str(tmp_path))
+
+    def write(text):
+        write.path.write_text(text)
+
+    write.path = tmp_path / "docs" / "doc.md"
+    return write
+
+
 def test_figures_are_found_in_the_saved_output():
     prose = ("The test MAE moves from $32,638 to $33,437 (`--sparsity 0.95`) at 75.33%, "
              "3.09x faster, on 23,715 windows, 9.54e-07 apart; 16 units, epoch 25. "
@@ -82,28 +97,23 @@ def test_figures_are_found_in_the_saved_output():
         assert not doc_outputs.contains_figure(SAVED, wrong), wrong
 
 
-def test_check_reports_a_figure_or_block_that_disagrees(tmp_path, monkeypatch):
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "saved.txt").write_text(SAVED)
+def test_check_reports_a_figure_or_block_that_disagrees(write_doc):
     doc = (
         "# Title\n\n<!-- output: docs/saved.txt -->\n```\ndense   $32,638  42.8 KiB\n```\n\n"
         "<!-- figures: docs/saved.txt -->\nPruned to 75.33%, $33,437 in test MAE, "
         "3.10x faster.\n\n# Next\n\nNot checked: 1.5%.\n\n```\nrule  -----\n-----  -----\n```\n"
     )
-    (tmp_path / "docs" / "doc.md").write_text(doc)
-    monkeypatch.setattr(doc_outputs, "ROOT", str(tmp_path))
+    write_doc(doc)
     errors = doc_outputs.check(["docs/doc.md"])
     assert errors == [
         "docs/doc.md:15: a sample output without `<!-- output: SOURCE -->`",
         "docs/doc.md:8: '3.10x' is in none of docs/saved.txt",
     ]
-    (tmp_path / "docs" / "doc.md").write_text(doc.replace("42.8", "42.9"))
+    write_doc(doc.replace("42.8", "42.9"))
     assert any("not in docs/saved.txt" in e for e in doc_outputs.check(["docs/doc.md"]))
 
 
-def test_a_measured_figure_needs_a_marker(tmp_path, monkeypatch):
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "saved.txt").write_text(SAVED)
+def test_a_measured_figure_needs_a_marker(write_doc):
     doc = (
         "# Title\n\nSince tfprune 0.1.0 on TensorFlow 2.21.0, 16 units at 80%.\n"
         "One update takes 2.5 ms, $32,638 in MAE, 3.09x faster; lr 1e-3.\n\n"
@@ -113,8 +123,7 @@ def test_a_measured_figure_needs_a_marker(tmp_path, monkeypatch):
         "<!-- table:start -->\nRendered by a tool: 9.9 ms.\n<!-- table:end -->\n\n"
         "```python\nmodel.fit(x, y)  # 7.5 s\n```\n"
     )
-    (tmp_path / "docs" / "doc.md").write_text(doc)
-    monkeypatch.setattr(doc_outputs, "ROOT", str(tmp_path))
+    write_doc(doc)
     flagged = [(4, "2.5 ms"), (4, "$32,638"), (4, "3.09x"), (13, "42.8 KiB"), (14, "0.883")]
     assert doc_outputs.unmarked_figures("docs/doc.md", doc) == flagged
     assert doc_outputs.check(["docs/doc.md"]) == [
@@ -122,20 +131,17 @@ def test_a_measured_figure_needs_a_marker(tmp_path, monkeypatch):
         for line, token in flagged]
 
 
-def test_refresh_copies_new_figures_and_nothing_else(tmp_path, monkeypatch):
+def test_refresh_copies_new_figures_and_nothing_else(write_doc):
     old_block = "model  test MAE  size\n...\ndense   $31,000  42.8 KiB\npruned  $33,437  21.1 KiB"
     assert doc_outputs.refreshed(old_block, SAVED) == (
         "model  test MAE  size\n...\ndense   $32,638  42.8 KiB\npruned  $33,437  21.1 KiB")
     assert doc_outputs.refreshed("dense  $31,000  42.8 MiB", SAVED) is None  # not a figure
     assert doc_outputs.refreshed("pruned  $1\ndense  $2", SAVED) is None  # not in order
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "saved.txt").write_text(SAVED)
     doc = ("# Title\n\n<!-- output: docs/saved.txt -->\n  ```\n  $ python example.py\n  ...\n"
            "  dense   $9  1.0 KiB\n  ```\n\n<!-- output: docs/saved.txt -->\n```\nsmall  $1\n```\n")
-    (tmp_path / "docs" / "doc.md").write_text(doc)
-    monkeypatch.setattr(doc_outputs, "ROOT", str(tmp_path))
+    write_doc(doc)
     assert doc_outputs.refresh("docs/doc.md") == ["docs/doc.md:10"]  # reworded: by hand
-    assert (tmp_path / "docs" / "doc.md").read_text() == doc.replace(
+    assert write_doc.path.read_text() == doc.replace(
         "  dense   $9  1.0 KiB", "  dense   $32,638  42.8 KiB")
 
 
