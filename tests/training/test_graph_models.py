@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import tfprune
+from tfprune._training.wrapper import find_wrappers
 
 L = keras.layers
 FINAL = 0.8
@@ -398,3 +399,42 @@ def _litert_runner(path):
     from ai_edge_litert import interpreter
 
     return interpreter.Interpreter(model_path=str(path)).get_signature_runner()
+
+
+def test_protected_layers_of_nested_models_are_not_wrapped():
+    """A protected layer deep in a nested graph model (or a nested block of a
+    subclassed model) is left unwrapped, as at the top level: its tensors
+    are named by their full path when `prune` decides."""
+    inner = keras.Sequential([keras.Input((6,)), L.Dense(6, name="keep_me"),
+                              L.Dense(6, name="prune_me")], name="inner")
+    x = keras.Input((6,))
+    functional = keras.Model(x, L.Dense(2, name="head")(inner(L.Dense(6, name="first")(x))))
+    pruned = tfprune.prune(functional, 0.5, strategy=tfprune.strategies.Strategy(
+        protect=["keep_me"]))
+    wrapped = {w.layer.name for w in find_wrappers(pruned)}
+    assert wrapped == {"first", "prune_me", "head"}
+
+    @keras.saving.register_keras_serializable("tests_graph")
+    class Block(keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.keep_me = L.Dense(6, name="keep_me")
+            self.prune_me = L.Dense(6, name="prune_me")
+
+        def call(self, x):
+            return self.prune_me(self.keep_me(x))
+
+    @keras.saving.register_keras_serializable("tests_graph")
+    class Net(keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.block = Block(name="block")
+            self.head = L.Dense(1, name="head")
+
+        def call(self, x):
+            return self.head(self.block(x))
+
+    net = Net()
+    net(np.zeros((1, 6), "float32"))
+    tfprune.prune(net, 0.5, strategy=tfprune.strategies.Strategy(protect=["block/keep_me"]))
+    assert {w.layer.name for w in find_wrappers(net)} == {"prune_me", "head"}

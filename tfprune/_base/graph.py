@@ -11,6 +11,7 @@ try:  # Keras keeps the class private; only `isinstance` checks need it.
 except ImportError:  # pragma: no cover - future Keras layouts
     _Functional = None
 
+from tfprune._base import walk
 from tfprune._base.validation import received
 
 
@@ -114,7 +115,7 @@ def _layers_only(clone_function):
     return clone
 
 
-def copy_graph_model(model, clone_function=None):
+def copy_graph_model(model, clone_function=None, paths=None):
     """A copy of a Sequential/Functional model with its weights.
 
     Every layer and every bare operation of the graph is re-created from its
@@ -135,6 +136,11 @@ def copy_graph_model(model, clone_function=None):
             around the layer or a replacement. It is called once per layer,
             however many times the layer is called in the graph, and never
             on bare operations or `Input`s. Defaults to `None`: a plain copy.
+        paths: optional dict, filled before `clone_function` runs with
+            `{id(layer): path}` for the copy's layers, the path as
+            `walk.walk` gives it from the copy ("model/nested/layer"), so
+            that `clone_function` can tell where a layer of a nested model
+            sits.
 
     Returns:
         The new model.
@@ -147,7 +153,7 @@ def copy_graph_model(model, clone_function=None):
         rebuilt = _rebuild_from_config(model)
         if rebuilt is not None:
             copy, shared = rebuilt, []
-    copy.set_weights(model.get_weights())
+    _copy_weights(model, copy)
     if shared:
         warnings.warn(
             f"tfprune: layers {shared} could not be re-created from their config and are "
@@ -156,6 +162,9 @@ def copy_graph_model(model, clone_function=None):
             UserWarning,
             stacklevel=3,
         )
+    if paths is not None:
+        for _, path, layer in walk.walk(copy):
+            paths.setdefault(id(layer), path)  # a shared layer: where it is first met
     if clone_function is not None:
         # Re-wire the copy around the replacements; layers are reused, not copied.
         copy = keras.models.clone_model(
@@ -163,6 +172,19 @@ def copy_graph_model(model, clone_function=None):
         )
     warn_if_class_lost(model, copy, stacklevel=3)
     return copy
+
+
+def _copy_weights(model, copy) -> None:
+    """`copy.set_weights(model.get_weights())`, one variable at a time: no
+    host copy of the whole model at once (a language model's weights)."""
+    source, target = model.weights, copy.weights
+    if [tuple(v.shape) for v in source] != [tuple(v.shape) for v in target]:
+        copy.set_weights(model.get_weights())  # Keras explains the mismatch
+        return
+    for s, t in zip(source, target):
+        # A copy of the value, not the value: on JAX, `fit` and `predict`
+        # donate the copy's buffers, which must not be the original's.
+        t.assign(keras.ops.copy(s.value))
 
 
 def _rebuild_from_config(model):

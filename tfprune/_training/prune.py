@@ -187,12 +187,19 @@ def prune(model, sparsity, *, layers=None, strategy=None):
     prefix = f"{model.name}/" if isinstance(model, keras.Model) else ""
 
     wrapped, unsupported, skipped = [], [], []
+    # Where the layer `wrap` is given sits, so that its tensors get the
+    # names the plan gives them: "model/nested/layer/kernel" for a layer of
+    # a nested graph model (`paths`, filled by `copy_graph_model`), `base`
+    # for a sub-layer of a subclassed model.
+    where = {"base": prefix, "graph": "", "paths": {}}
 
     def wrap(layer):
         if isinstance(layer, keras.layers.InputLayer):
             return layer
         selected, owners = _selection(layer, selector)
-        names = {prefix + pw.name for pw in walk.prunable_weights(layer, include=selected)}
+        path = where["paths"].get(id(layer))
+        parent = where["base"] if path is None else where["graph"] + path.rpartition("/")[0] + "/"
+        names = {parent + pw.name for pw in walk.prunable_weights(layer, include=selected)}
         if selected and names <= protected:
             skipped.append(layer.name)
             return layer
@@ -214,10 +221,10 @@ def prune(model, sparsity, *, layers=None, strategy=None):
             )
         return result
     if is_graph_model(model) or is_graph_subclass(model):
-        result = copy_graph_model(model, wrap)
+        result = copy_graph_model(model, wrap, paths=where["paths"])
     else:
         result = model
-        _wrap_subclassed(model, wrap, selector, schedule)
+        _wrap_subclassed(model, wrap, where)
         if find_wrappers(model):
             subclassed.mark(model)  # so that `.keras` files keep the wrappers
     if not wrapped and not find_wrappers(result) and skipped:
@@ -262,16 +269,43 @@ def _protected_tensors(model, strategy, schedule) -> set:
     return {plan.weights[t].name for g in plan.groups if g.protected for t in g.group.tensors}
 
 
-def _wrap_subclassed(model, wrap, selector, schedule):
-    """Wraps the sub-layers of a subclassed model in place."""
+def _wrap_subclassed(model, wrap, where):
+    """Wraps the sub-layers of a subclassed model in place; `where["base"]`
+    is the path (with a trailing "/") of `model`'s sub-layers."""
+    base = where["base"]
 
     def replace(layer):
+        where["base"], where["graph"] = base, base
         if is_graph_model(layer) or is_graph_subclass(layer):
-            sub = copy_graph_model(layer, wrap)
+            sub = copy_graph_model(layer, wrap, paths=where["paths"])
             return sub if find_wrappers(sub) else layer
         if isinstance(layer, keras.Model):
-            _wrap_subclassed(layer, wrap, selector, schedule)
+            where["base"] = f"{base}{layer.name}/"
+            _wrap_subclassed(layer, wrap, where)
             return layer
         return build_like_inner(wrap(layer))
 
     replace_children(model, replace)
+
+
+def selected_weights(model, layers=None) -> list:
+    """The prunable weights of `model` that `layers` selects, as `prune` does.
+
+    Args:
+        model: a built Keras model or layer.
+        layers: as in `prune`: a layer name, class or predicate, or a list
+            of them; None selects every prunable weight.
+
+    Returns:
+        The selected `PrunableWeight`s, in `walk` order.
+
+    Raises:
+        ValueError: if a name in `layers` matches no layer.
+        TypeError: if `layers` has the wrong type.
+    """
+    selector = _Selector(layers)
+    selector.check_names(model)
+    if selector.items is None:
+        return walk.prunable_weights(model)
+    selected, _ = _selection(model, selector)
+    return walk.prunable_weights(model, include=selected)

@@ -5,7 +5,10 @@ a TensorFlow-backend Keras can do. On another backend, `tfprune.export`
 saves the model as `.keras` into a temporary folder and runs the same export
 in a child Python process with `KERAS_BACKEND=tensorflow`; the artifact is
 checked there against the Keras model as usual (the same weights, loaded on
-TensorFlow), and the `ExportResult` (or the error) comes back.
+TensorFlow), and the `ExportResult` (or the error) comes back. The child gets
+this process's `sys.path` and imports the modules that define the model's
+own layer classes first, so that a model of custom registered layers loads
+there as it does here.
 
 Example (on JAX, the call is the same as on TensorFlow):
 
@@ -16,6 +19,7 @@ result = tfprune.export.tflite(pruned, "model.tflite", quantize="dynamic")
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import subprocess
@@ -24,6 +28,7 @@ import tempfile
 
 import keras
 
+from tfprune._base import walk
 from tfprune._base.validation import received
 
 
@@ -47,7 +52,8 @@ def elsewhere(kind: str, model, path, options: dict):
         job = os.path.join(tmp, "job.pkl")
         with open(job, "wb") as f:
             pickle.dump({"kind": kind, "model": os.fspath(source), "path": path,
-                         "options": options, "out": os.path.join(tmp, "out.pkl")}, f)
+                         "options": options, "out": os.path.join(tmp, "out.pkl"),
+                         "sys_path": list(sys.path), "modules": _custom_modules(model)}, f)
         env = dict(os.environ, KERAS_BACKEND="tensorflow")
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         child = subprocess.run([sys.executable, "-m", "tfprune.export._backend", job],
@@ -65,9 +71,26 @@ def elsewhere(kind: str, model, path, options: dict):
     raise value
 
 
+def _custom_modules(model) -> list:
+    """Modules defining the model's own layer classes (not Keras' or
+    tfprune's): the child imports them first, so that their registered
+    classes load there too."""
+    if isinstance(model, (str, os.PathLike)):
+        return []
+    modules = {type(layer).__module__ for _, _, layer in walk.walk(model)}
+    return sorted(m for m in modules if m.split(".")[0] not in ("keras", "tfprune", "tf_keras")
+                  and m != "__main__")
+
+
 def _child(job_path: str) -> None:
     with open(job_path, "rb") as f:
         job = pickle.load(f)
+    sys.path[:0] = [p for p in job.get("sys_path", []) if p not in sys.path]
+    for module in job.get("modules", []):
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001 - loading the model says what is missing
+            pass
     import tfprune.export
 
     try:
