@@ -17,6 +17,7 @@ print(tfprune.sparsity_report(final))
 from tfprune import criteria
 from tfprune import export
 from tfprune import granularity
+from tfprune import oneshot
 from tfprune import schedules
 from tfprune import strategies
 from tfprune._analysis.report import SparsityReport
@@ -31,6 +32,7 @@ from tfprune._training.prune import prune
 from tfprune._training.quality_guard import QualityGuard
 from tfprune._training.strip import strip
 from tfprune._training.wrapper import PruningWrapper
+from tfprune.oneshot import prune_oneshot
 
 __version__ = "0.1.0"
 
@@ -44,7 +46,9 @@ __all__ = [
     "criteria",
     "export",
     "granularity",
+    "oneshot",
     "prune",
+    "prune_oneshot",
     "register_prunable_layer",
     "schedules",
     "sensitivity",

@@ -2,7 +2,8 @@
 
 foundation (`_base`) -> mask math (`_masks`) -> the public pieces
 (`schedules`, `criteria`, `granularity`, `strategies`) -> the training
-runtime (`_training`) -> analysis (`_analysis`) -> `_shrink` -> `export` ->
+runtime (`_training`) -> analysis (`_analysis`) -> one-shot pruning
+(`oneshot`) -> `_shrink` -> `export` ->
 the command line. A module may import its own layer and those below.
 """
 
@@ -18,6 +19,7 @@ LAYERS = [
     ("schedules", "criteria", "granularity", "strategies"),
     ("_training",),
     ("_analysis",),
+    ("oneshot",),
     ("_shrink",),
     ("export",),
     ("cli", "__main__", "__init__"),
