@@ -1,4 +1,4 @@
-"""The `tfprune` command line: inspect saved models and export pruned ones.
+"""The `tfprune` command line: inspect, export and one-shot prune saved models.
 
 ```
 tfprune inspect model.keras            # per-tensor sparsity of a .keras file
@@ -7,6 +7,10 @@ tfprune inspect model.tflite           # ... of a .tflite file, with its ops
 tfprune export model.keras --saved-model exported/model --tflite model.tflite
 tfprune export model.keras --tflite model.tflite --quantize int8 \\
     --representative-data calibration.npy
+tfprune oneshot model.keras --data calibration.npy --method sparsegpt \\
+    --sparsity 0.5 -o pruned.keras      # one-shot pruning from calibration data
+tfprune --import my_layers.py export model.keras --tflite model.tflite
+                                       # a model with custom (registered) layers
 ```
 
 Exit status: 0 on success, 2 for a usage error, 1 for any other error
@@ -23,6 +27,7 @@ import sys
 import traceback
 
 _QUANTIZE = ("dynamic", "int8", "float16")
+_METHODS = ("magnitude", "wanda", "sparsegpt")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tfprune",
         description="Inspect saved models and export pruned Keras models.",
+    )
+    parser.add_argument(
+        "--import", dest="imports", action="append", default=[], metavar="MODULE",
+        help="import this Python module (a dotted name, or a .py file) first, so that the "
+        "custom layers it registers load; may be repeated",
     )
     parser.add_argument(
         "--traceback", action="store_true", help="show the full traceback of an error"
@@ -73,6 +83,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-verify", action="store_true", help="skip checking the outputs of the artifacts"
     )
     export.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    oneshot = commands.add_parser(
+        "oneshot",
+        help="prune a trained .keras model in one shot from calibration data",
+        description="Prune a trained .keras model with Magnitude, Wanda or SparseGPT from "
+        "calibration inputs, and save it (stripped: a plain Keras model) to a .keras file.",
+    )
+    oneshot.add_argument("model", metavar="MODEL", help="the trained .keras file")
+    oneshot.add_argument(
+        "--data", metavar="FILE",
+        help="calibration inputs: a .npy array, or a .npz with one array per input, "
+        "named as the model's inputs (required except for --method magnitude)",
+    )
+    oneshot.add_argument("--method", choices=_METHODS, default="sparsegpt",
+                         help="the one-shot method (default: sparsegpt)")
+    oneshot.add_argument("--sparsity", type=float, default=None,
+                         help="fraction of each kernel to prune (default: 0.5, or 1 - N/M)")
+    oneshot.add_argument("--granularity", default="unstructured", metavar="G",
+                         help="'unstructured' (default) or N:M, e.g. 2:4")
+    oneshot.add_argument("--batch-size", type=int, default=None, metavar="N",
+                         help="calibration samples per batch (default: 32)")
+    oneshot.add_argument("-o", "--output", required=True, metavar="FILE",
+                         help="the .keras file to write")
+    oneshot.add_argument("--keep-wrappers", action="store_true",
+                         help="save the wrapped model (masks kept, to fine-tune with "
+                         "tfprune.PruningCallback) instead of the stripped one")
+    oneshot.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    oneshot.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 
@@ -90,6 +128,38 @@ def _read_arrays(path: str):
         return data
     with data:
         return [data[k] for k in sorted(data.files)]
+
+
+def _import(module: str) -> None:
+    """Imports `module` (a dotted name, or the path of a .py file), with the
+    working directory (or the file's directory) on `sys.path`."""
+    import importlib
+    import importlib.util
+
+    if module.endswith(".py"):
+        if not os.path.isfile(module):
+            raise FileNotFoundError(f"--import {module}: no such file")
+        directory = os.path.dirname(os.path.abspath(module))
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+        name = os.path.splitext(os.path.basename(module))[0]
+        if name in sys.modules:
+            return
+        spec = importlib.util.spec_from_file_location(name, module)
+        loaded = importlib.util.module_from_spec(spec)
+        sys.modules[name] = loaded
+        try:
+            spec.loader.exec_module(loaded)
+        except BaseException:
+            del sys.modules[name]
+            raise
+        return
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        importlib.import_module(module)
+    except ImportError as e:
+        raise ImportError(f"--import {module}: {e}") from e
 
 
 def _inspect(args) -> int:
@@ -154,6 +224,65 @@ def _export(args) -> int:
     return 0
 
 
+def _granularity(text: str):
+    from tfprune import granularity
+
+    if text == "unstructured":
+        return granularity.Unstructured()
+    n, sep, m = text.partition(":")
+    if sep and n.isdigit() and m.isdigit() and 0 < int(n) < int(m):
+        return granularity.NM(int(n), int(m))
+    raise _UsageError(f"--granularity must be 'unstructured' or N:M with 0 < N < M, not {text!r}")
+
+
+def _oneshot(args) -> int:
+    if args.method != "magnitude" and not args.data:
+        raise _UsageError(f"--method {args.method} needs --data FILE (.npy or .npz)")
+    if not args.output.endswith(".keras"):
+        raise _UsageError(f"-o/--output must be a .keras file, not {args.output!r}")
+    granularity = _granularity(args.granularity)
+    if not os.path.exists(args.model):
+        raise FileNotFoundError(f"{args.model}: no such file")
+    if not args.model.endswith(".keras"):
+        raise ValueError(f"{args.model}: MODEL must be a .keras file")
+    if os.path.lexists(args.output) and not args.overwrite:
+        raise ValueError(f"{args.output} already exists; pass --overwrite to replace it")
+
+    import keras
+    import numpy as np
+
+    import tfprune
+
+    try:
+        model = keras.saving.load_model(args.model, compile=False)
+    except Exception as e:
+        raise ValueError(f"{args.model}: could not load the model ({type(e).__name__}: {e})") from e
+    data = None
+    if args.data:
+        _read_arrays(args.data)  # a clear error for a file that is not an array
+        loaded = np.load(args.data, allow_pickle=False)
+        data = loaded if isinstance(loaded, np.ndarray) else {k: loaded[k] for k in loaded.files}
+    method = {"magnitude": tfprune.oneshot.Magnitude, "wanda": tfprune.oneshot.Wanda,
+              "sparsegpt": tfprune.oneshot.SparseGPT}[args.method](
+                  sparsity=args.sparsity, granularity=granularity)
+    pruned, report = tfprune.prune_oneshot(model, method, data, batch_size=args.batch_size,
+                                           verbose=0, return_report=True)
+    result = pruned if args.keep_wrappers else tfprune.strip(pruned)
+    directory = os.path.dirname(os.path.abspath(args.output))
+    staging = os.path.join(directory, f".{os.path.basename(args.output)}.{os.getpid()}.keras")
+    try:
+        result.save(staging)
+        os.replace(staging, args.output)
+    finally:
+        if os.path.exists(staging):
+            os.remove(staging)
+    if args.json:
+        print(json.dumps(dict(report.to_dict(), output=args.output), indent=2))
+    else:
+        print(f"{report}\nwrote {args.output}")
+    return 0
+
+
 class _UsageError(Exception):
     pass
 
@@ -178,8 +307,10 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help (0) and usage errors (2)
         return int(e.code or 0)
-    handler = {"inspect": _inspect, "export": _export}[args.command]
+    handler = {"inspect": _inspect, "export": _export, "oneshot": _oneshot}[args.command]
     try:
+        for module in args.imports:
+            _import(module)
         return handler(args)
     except _UsageError as e:
         parser.print_usage(sys.stderr)
