@@ -5,12 +5,20 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # What the JAX pass of `make test` runs (the TensorFlow pass runs everything):
-# the backend tests, the README quickstart and the three examples' quick runs.
+# the backend tests, one-shot pruning (its math, keras_hub GPT-2, the layer
+# views, sequential calibration, fine-tuning and export), the README quickstart and
+# the examples' quick runs.
 JAX_TESTS ?= tests/backends tests/masks/test_mask_math.py::test_a_mask_that_cannot_change_is_kept_as_it_is \
+	tests/oneshot/test_oneshot_math.py tests/oneshot/test_oneshot_keras_hub.py \
+	tests/oneshot/test_views_and_program.py \
+	tests/oneshot/test_prune_oneshot.py::test_a_wrapped_copy_whose_masks_fine_tuning_keeps \
+	tests/oneshot/test_prune_oneshot.py::test_sequential_calibration_reads_the_pruned_earlier_blocks \
+	tests/oneshot/test_prune_oneshot.py::test_saved_and_reloaded_with_masks_and_exported \
 	tests/project/test_docs.py::test_readme_quickstart_runs \
 	tests/project/test_examples.py::test_house_prices_quick \
 	tests/project/test_examples.py::test_air_quality_lstm_quick \
-	tests/project/test_examples.py::test_digits_dense_quick
+	tests/project/test_examples.py::test_digits_dense_quick \
+	tests/project/test_examples.py::test_llm_oneshot_quick
 
 # Worker processes of the TensorFlow pass (pytest-xdist); 0 runs it in one.
 PYTEST_WORKERS ?= 2
@@ -61,7 +69,7 @@ test-models: $(MODELS_STAMP)
 # libraries): a third environment, .venv-torch, and the core tests with
 # KERAS_BACKEND=torch. docs/distributed.md lists what runs there.
 TORCH_VENV ?= .venv-torch
-TORCH_TESTS ?= tests/training tests/strategies tests/masks tests/analysis tests/shrink
+TORCH_TESTS ?= tests/training tests/strategies tests/masks tests/analysis tests/shrink tests/oneshot
 $(TORCH_VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(TORCH_VENV)
 	$(TORCH_VENV)/bin/python -m pip install --quiet --upgrade pip

@@ -81,6 +81,7 @@ DOCS = (  # every hand-written page (docs/BENCHMARKS.md and docs/api.md are gene
     "docs/distributed.md",
     "docs/schedules.md",
     "docs/strategies.md",
+    "docs/oneshot.md",
 )
 ELLIPSIS = "..."
 CLI_DIR = "artifacts/doc_outputs"  # what the `cli` source writes and reads
@@ -210,6 +211,18 @@ SOURCES = (
         extra=_air_quality_checks,
     ),
     Source("digits_dense", (Command(("python", "examples/digits_dense.py")),)),
+    Source("llm_oneshot", (Command(("python", "examples/llm_oneshot.py")),),
+           out="artifacts/llm_oneshot"),
+    Source(
+        "cli_oneshot",
+        (Command(("python", "-m", "tfprune", "--import", "examples/_char_gpt.py", "oneshot",
+                  "artifacts/llm_oneshot/dense.keras",
+                  "--data", "artifacts/llm_oneshot/calibration.npy", "--method", "wanda",
+                  "--granularity", "2:4", "-o", f"{CLI_DIR}/char_gpt_2of4.keras",
+                  "--overwrite")),),
+        needs="llm_oneshot",
+        before=lambda: os.makedirs(os.path.join(ROOT, CLI_DIR), exist_ok=True),
+    ),
     Source("custom_training_loop", (Command(("python", "examples/custom_training_loop.py")),)),
     Source(
         "migrate_from_tfmot",
