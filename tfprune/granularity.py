@@ -161,10 +161,11 @@ class Unstructured(Granularity):
         return from_groups(lowest_k_mask(rows, count, prev), shape, gates)
 
 
-def _check_reduction(reduction):
-    if reduction not in ("mean", "sum"):
+def _check_reduction(reduction, allowed=("mean", "sum")):
+    if reduction not in allowed:
+        names = ", ".join(f"'{a}'" for a in allowed[:-1]) + f" or '{allowed[-1]}'"
         raise ValueError(
-            f"`reduction` must be 'mean' or 'sum'. {received('reduction', reduction)}"
+            f"`reduction` must be {names}. {received('reduction', reduction)}"
         )
     return reduction
 
@@ -194,7 +195,7 @@ class Block(Granularity):
 
     Args:
         block_shape: tuple of positive ints. Defaults to `(4, 1)`.
-        reduction: "mean" (default) or "sum" of the member scores.
+        reduction: "mean" (default), "sum" or "max" of the member scores.
 
     Example:
 
@@ -214,7 +215,7 @@ class Block(Granularity):
                 f"{received('block_shape', block_shape)}"
             )
         self.block_shape = tuple(int(b) for b in block_shape)
-        self.reduction = _check_reduction(reduction)
+        self.reduction = _check_reduction(reduction, ("mean", "sum", "max"))
 
     def _layout(self, shape):
         if len(self.block_shape) > len(shape):
@@ -238,7 +239,10 @@ class Block(Granularity):
         return ops.reshape(x, (math.prod(grid), math.prod(block)))
 
     def _block_scores(self, scores, prev, shape):
-        total = ops.sum(self._to_blocks(scores, shape), axis=1)
+        if self.reduction == "max":  # scores are >= 0; padding never wins
+            total = ops.max(self._to_blocks(scores, shape, pad_value=-np.inf), axis=1)
+        else:
+            total = ops.sum(self._to_blocks(scores, shape), axis=1)
         count = ops.sum(self._to_blocks(ops.ones(shape), shape), axis=1)
         if self.reduction == "mean":
             total = ops.divide(total, count)

@@ -3,6 +3,7 @@ names the argument and ends `Received: name=value`."""
 
 import re
 
+import numpy as np
 import pytest
 
 from tfprune import criteria
@@ -22,11 +23,18 @@ def _message(rule, name, value):
     return "^" + re.escape(f"{rule} Received: {name}={value!r}") + "$"
 
 
-@pytest.mark.parametrize("reduction", ["max", None])
-def test_block_reduction_is_mean_or_sum(reduction):
-    message = _message("`reduction` must be 'mean' or 'sum'.", "reduction", reduction)
+@pytest.mark.parametrize("reduction", ["min", None])
+def test_block_reduction_is_mean_sum_or_max(reduction):
+    message = _message("`reduction` must be 'mean', 'sum' or 'max'.", "reduction", reduction)
     with pytest.raises(ValueError, match=message):
         gr.Block((1, 4), reduction=reduction)
+
+
+def test_block_max_scores_a_block_by_its_largest_member():
+    scores = np.array([[0.0], [0.9], [0.5], [0.6]])  # means 0.45 < 0.55, maxima 0.9 > 0.6
+    assert np.asarray(gr.Block((2, 1)).mask(scores, 0.5)).ravel().tolist() == [0, 0, 1, 1]
+    assert np.asarray(gr.Block((2, 1), reduction="max").mask(scores, 0.5)).ravel().tolist() == \
+        [1, 1, 0, 0]
 
 
 @pytest.mark.parametrize("axis, error", [(1.5, TypeError), (True, TypeError), (None, TypeError),

@@ -186,7 +186,7 @@ class PruningWrapper(keras.layers.Wrapper):
     def _create_masks(self, strict=True):
         if self.pruning_step is not None:
             return
-        self._pruned = walk.prunable_weights(self.layer, include=self.include)
+        self._pruned = self._prunable_weights()
         if not self._pruned:
             if not strict:
                 return
@@ -210,6 +210,10 @@ class PruningWrapper(keras.layers.Wrapper):
         self._masks, self.pruning_step, self._slots, self._original_constraints = (
             create_state(self, self._pruned, self._resolved)
         )
+
+    def _prunable_weights(self) -> list:
+        """The `PrunableWeight`s to mask (a subclass may select fewer)."""
+        return walk.prunable_weights(self.layer, include=self.include)
 
     def _ensure_masks(self, inputs, args, kwargs):
         if self.pruning_step is None:
