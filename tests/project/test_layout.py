@@ -3,8 +3,8 @@
 foundation (`_base`) -> mask math (`_masks`) -> the public pieces
 (`schedules`, `criteria`, `granularity`, `strategies`) -> the training
 runtime (`_training`) -> analysis (`_analysis`) -> one-shot pruning
-(`oneshot`) -> `_shrink` -> `export` ->
-the command line. A module may import its own layer and those below.
+(`oneshot`) -> `_shrink` -> `export` -> compatibility layers (`compat`)
+-> the command line. A module may import its own layer and those below.
 """
 
 import ast
@@ -22,6 +22,7 @@ LAYERS = [
     ("oneshot",),
     ("_shrink",),
     ("export",),
+    ("compat",),
     ("cli", "__main__", "__init__"),
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
