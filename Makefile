@@ -5,20 +5,32 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # What the JAX pass of `make test` runs (the TensorFlow pass runs everything):
-# the backend tests, one-shot pruning (its math, keras_hub GPT-2, the layer
-# views, sequential calibration, fine-tuning and export), the README quickstart and
-# the examples' quick runs.
+# the backend tests, one-shot pruning (the solver against its reference,
+# exact counts, keras_hub GPT-2, the tiny Shakespeare GPT, the layer views,
+# sequential calibration, fine-tuning and export), two of tfmot's guide
+# programs (tests/compat), the README quickstart and the training examples' quick
+# runs (llm_oneshot's runs in the TensorFlow pass only).
 JAX_TESTS ?= tests/backends tests/masks/test_mask_math.py::test_a_mask_that_cannot_change_is_kept_as_it_is \
-	tests/oneshot/test_oneshot_math.py tests/oneshot/test_oneshot_keras_hub.py \
-	tests/oneshot/test_views_and_program.py \
+	tests/oneshot/test_oneshot_math.py::test_sparsegpt_matches_the_papers_algorithm \
+	tests/oneshot/test_oneshot_math.py::test_layer_wise_error_sparsegpt_below_wanda_below_magnitude \
+	tests/oneshot/test_oneshot_math.py::test_exact_counts_per_block_and_gate \
+	tests/oneshot/test_oneshot_math.py::test_nm_exact_in_every_group_with_a_partial_last_group \
+	tests/oneshot/test_oneshot_math.py::test_dead_inputs_and_a_singular_hessian \
+	tests/oneshot/test_oneshot_keras_hub.py \
+	tests/oneshot/test_views_and_program.py::test_rows_times_the_matrix_is_the_layer \
+	tests/oneshot/test_views_and_program.py::test_recurrent_kernels_see_the_input_and_the_previous_state \
+	tests/oneshot/test_views_and_program.py::test_the_program_computes_what_the_model_does \
 	tests/oneshot/test_prune_oneshot.py::test_a_wrapped_copy_whose_masks_fine_tuning_keeps \
 	tests/oneshot/test_prune_oneshot.py::test_sequential_calibration_reads_the_pruned_earlier_blocks \
 	tests/oneshot/test_prune_oneshot.py::test_saved_and_reloaded_with_masks_and_exported \
+	tests/oneshot/test_char_gpt_oneshot.py \
+	tests/compat/test_tfmot_programs.py::test_pruning_with_keras_guide \
+	tests/compat/test_tfmot_programs.py::test_comprehensive_guide_programs \
+	tests/compat/test_tfmot_api.py::test_polynomial_decay_steps_and_values_are_tfmots \
 	tests/project/test_docs.py::test_readme_quickstart_runs \
 	tests/project/test_examples.py::test_house_prices_quick \
 	tests/project/test_examples.py::test_air_quality_lstm_quick \
-	tests/project/test_examples.py::test_digits_dense_quick \
-	tests/project/test_examples.py::test_llm_oneshot_quick
+	tests/project/test_examples.py::test_digits_dense_quick
 
 # Worker processes of the TensorFlow pass (pytest-xdist); 0 runs it in one.
 PYTEST_WORKERS ?= 2
@@ -34,13 +46,13 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 # pytest exits 5 when it collects no test: not a failure of the code.
-# Two passes: TensorFlow (the default backend) in $(PYTEST_WORKERS) worker
-# processes, then the JAX cases in one.
+# Two passes, each in $(PYTEST_WORKERS) worker processes: TensorFlow (the
+# default backend), then the JAX cases.
 test: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; status=0; fi; \
 	if [ $$status -ne 0 ]; then exit $$status; fi; \
-	KERAS_BACKEND=jax TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest $(JAX_TESTS); status=$$?; \
+	KERAS_BACKEND=jax TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -n $(PYTEST_WORKERS) $(JAX_TESTS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no JAX tests"; exit 0; fi; exit $$status
 
 # Everything, the cases marked slow included.
@@ -69,7 +81,8 @@ test-models: $(MODELS_STAMP)
 # libraries): a third environment, .venv-torch, and the core tests with
 # KERAS_BACKEND=torch. docs/distributed.md lists what runs there.
 TORCH_VENV ?= .venv-torch
-TORCH_TESTS ?= tests/training tests/strategies tests/masks tests/analysis tests/shrink tests/oneshot
+TORCH_TESTS ?= tests/training tests/strategies tests/masks tests/analysis tests/shrink tests/oneshot \
+	tests/compat
 $(TORCH_VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(TORCH_VENV)
 	$(TORCH_VENV)/bin/python -m pip install --quiet --upgrade pip
