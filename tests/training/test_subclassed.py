@@ -281,3 +281,74 @@ def test_loading_a_pruned_subclassed_model_whose_class_no_longer_has_the_layer(n
     config["wrappers"][paths.index(["stem"])]["path"] = ["gone"]
     with pytest.raises(ValueError, match=r"its class no longer creates .*Received: model=net$"):
         type(net).from_config(config, custom_objects={"Net": Net})
+
+
+@keras.saving.register_keras_serializable("tfprune_tests_nested")
+class InnerBlock(keras.layers.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.a, self.b = keras.layers.Dense(8), keras.layers.Dense(8)
+
+    def call(self, x):
+        return self.b(self.a(x))
+
+
+def _functional_block():
+    inputs = keras.Input((8,))
+    return keras.Model(inputs, keras.layers.Dense(8)(keras.layers.Dense(8)(inputs)))
+
+
+_BLOCKS = {  # sub-layers created without names: new names each time
+    "sequential": lambda: keras.Sequential([keras.layers.Dense(8), keras.layers.Dense(8)]),
+    "nested_sequential": lambda: keras.Sequential(
+        [keras.layers.Dense(8), keras.Sequential([keras.layers.Dense(8), keras.layers.Dense(8)])]),
+    "functional": _functional_block,
+    "subclassed": lambda: InnerBlock(),
+    "list": lambda: [keras.layers.Dense(8), keras.layers.Dense(8)],
+    "dict": lambda: {"first": keras.layers.Dense(8), "second": keras.layers.Dense(8)},
+}
+
+
+@keras.saving.register_keras_serializable("tfprune_tests_nested")
+class BlockHolder(keras.Model):
+    def __init__(self, kind, **kwargs):
+        super().__init__(**kwargs)
+        self.kind = kind
+        self.d1 = keras.layers.Dense(8)
+        self.block = _BLOCKS[kind]()
+        self.head = keras.layers.Dense(1)
+
+    def call(self, x):
+        x = self.d1(x)
+        if isinstance(self.block, list):
+            for layer in self.block:
+                x = layer(x)
+        elif isinstance(self.block, dict):
+            x = self.block["second"](self.block["first"](x))
+        else:
+            x = self.block(x)
+        return self.head(x)
+
+    def get_config(self):
+        return {**super().get_config(), "kind": self.kind}
+
+
+@pytest.mark.parametrize("kind", sorted(_BLOCKS))
+def test_pruned_in_place_with_sub_blocks_saves_and_loads(kind, rng, tmp_path):
+    # A subclassed model holding a Sequential of unnamed layers did not load:
+    # its wrappers were saved under layer names a new build no longer has.
+    x = rng.random((32, 4)).astype("float32")
+    y = rng.random((32, 1)).astype("float32")
+    model = BlockHolder(kind)
+    model(x[:1])
+    pruned = tfprune.prune(model, 0.75)
+    pruned.compile("adam", "mse")
+    pruned.fit(x, y, epochs=1, batch_size=8, verbose=0, callbacks=[tfprune.PruningCallback()])
+    pruned.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    def masks(m):
+        return sorted(np.asarray(mask).tobytes() for w in find_wrappers(m) for mask in w.masks)
+
+    assert len(find_wrappers(pruned)) >= 3
+    assert masks(loaded) == masks(pruned)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), pruned.predict(x, verbose=0))

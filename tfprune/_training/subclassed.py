@@ -27,7 +27,6 @@ from tfprune._base.graph import is_graph_subclass
 from tfprune._base.graph import replace_children
 from tfprune._training.wrapper import PruningWrapper
 from tfprune._training.wrapper import build_like_inner
-from tfprune._training.wrapper import find_wrappers
 
 REGISTERED_NAME = "tfprune>PrunedSubclassedModel"
 _CLASSES: dict = {}
@@ -121,6 +120,25 @@ def _attributes(model):
         yield attr, value
 
 
+def _positions(graph, prefix=()) -> dict:
+    """`{"i/j/...": layer}`: each layer of a Sequential/Functional model by
+    its position among the model's layers (Inputs left out, nested graph
+    models walked into; a wrapper stands at its layer's position). Layer
+    names cannot key a saved model's wrappers: sub-layers created without a
+    name get a new one (`dense_5`) each time the model is built."""
+    found = {}
+    layers = [l for l in graph.layers if not isinstance(l, keras.layers.InputLayer)]
+    for i, layer in enumerate(layers):
+        key = (*prefix, i)
+        inner = layer.layer if isinstance(layer, PruningWrapper) else layer
+        if not isinstance(layer, PruningWrapper) and isinstance(inner, keras.Model) and (
+                is_graph_model(inner) or is_graph_subclass(inner)):
+            found.update(_positions(inner, key))
+        else:
+            found["/".join(map(str, key))] = layer
+    return found
+
+
 def _spec(wrapper) -> dict:
     config = wrapper.get_config()
     config.pop("layer")
@@ -131,8 +149,8 @@ def wrapper_paths(model, prefix=()) -> list:
     """Where the wrappers of a model pruned in place sit.
 
     One entry per sub-layer: `{"path": [...], "wrapper": config}` for a
-    wrapper, `{"path": [...], "graph": {layer name: config}}` for a copied
-    Sequential/Functional sub-model holding wrappers; subclassed sub-models
+    wrapper, `{"path": [...], "positions": {position: config}}` for a copied
+    Sequential/Functional sub-model holding wrappers (see `_positions`); subclassed sub-models
     are visited with their path as a prefix.
     """
     entries, seen = [], set()
@@ -144,9 +162,10 @@ def wrapper_paths(model, prefix=()) -> list:
         if isinstance(layer, PruningWrapper):
             entries.append({"path": path, "wrapper": _spec(layer)})
         elif is_graph_model(layer) or is_graph_subclass(layer):
-            wrappers = find_wrappers(layer)
-            if wrappers:
-                entries.append({"path": path, "graph": {w.layer.name: _spec(w) for w in wrappers}})
+            specs = {key: _spec(w) for key, w in _positions(layer).items()
+                     if isinstance(w, PruningWrapper)}
+            if specs:
+                entries.append({"path": path, "positions": specs})
         elif isinstance(layer, keras.Model):
             entries.extend(wrapper_paths(layer, path))
     return entries
@@ -182,7 +201,12 @@ def _replace(model, by_id) -> None:
         if entry is not None and "wrapper" in entry:
             return _wrap(layer, entry["wrapper"])
         if entry is not None:
-            specs = entry["graph"]
+            if "positions" in entry:  # by position in the graph
+                fresh = _positions(layer)
+                specs = {fresh[key].name: spec for key, spec in entry["positions"].items()
+                         if key in fresh}
+            else:  # files of tfprune 0.1.0: by layer name
+                specs = entry["graph"]
             return copy_graph_model(
                 layer, lambda sub: _wrap(sub, specs[sub.name]) if sub.name in specs else sub
             )
