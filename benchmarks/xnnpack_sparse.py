@@ -12,7 +12,8 @@ guide asks the converter for with `EXPERIMENTAL_SPARSITY`). Each file runs
 in the Python LiteRT interpreter of this machine with the default delegate
 (XNNPACK) and without it (builtin kernels), one and two threads: median ms
 of one invocation on one image, median of 3 rounds, the files in turn.
-Saved to docs/xnnpack_sparse.json; docs/migration.md renders it.
+Saved to docs/xnnpack_sparse.json; `python tools/migration_tables.py`
+renders it into docs/migration.md.
 """
 
 from __future__ import annotations
@@ -24,14 +25,11 @@ import os
 import platform
 import statistics
 import tempfile
-import time
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "docs", "xnnpack_sparse.json")
-DOC = os.path.join(ROOT, "docs", "migration.md")
-START, END = "<!-- xnnpack:start -->", "<!-- xnnpack:end -->"
 
 
 def model(size: int):
@@ -84,19 +82,11 @@ def _interpreter(path, resolver, threads, sample):
     return interpreter
 
 
-def _median_ms(interpreter, runs):
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        interpreter.invoke()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
-
-
 def measure(size: int, runs: int) -> dict:
     import keras
 
     import tfprune
+    from benchmarks.structured import _median_ms
 
     keras.utils.set_random_seed(0)
     base = model(size)
@@ -142,59 +132,16 @@ def measure(size: int, runs: int) -> dict:
             "command": "python -m benchmarks.xnnpack_sparse"}
 
 
-def render(document) -> str:
-    records = document["records"]
-    lines = ["| LiteRT kernels | threads | dense | 75%, dense storage | 75%, sparse storage "
-             "| 90%, dense storage | 90%, sparse storage |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    names = {"AUTO": "default (XNNPACK delegate)",
-             "BUILTIN_WITHOUT_DEFAULT_DELEGATES": "builtin, no delegate"}
-    for resolver, title in names.items():
-        for threads in (1, 2):
-            cells = []
-            for sparsity, sparse in ((0.0, False), (0.75, False), (0.75, True), (0.9, False),
-                                     (0.9, True)):
-                (r,) = [r for r in records if r["resolver"] == resolver and r["threads"] == threads
-                        and r["sparsity"] == sparsity and r["sparse_storage"] == sparse]
-                cells.append("fails" if r["ms"] is None else f"{r['ms']:.2f} ms")
-            lines.append(f"| {title} | {threads} | " + " | ".join(cells) + " |")
-    sizes = {(r["sparsity"], r["sparse_storage"]): r["bytes"] for r in records}
-    v = document["versions"]
-    lines += ["", f"A MobileNet-shaped model ({document['size']}x{document['size']}x3 input, "
-              f"{document['parameters']:,} parameters) that `PruneForLatencyOnXNNPack` accepts, "
-              "its 1x1 convolutions pruned through `tfprune.compat.tfmot`; float32 TFLite "
-              f"({sizes[(0.0, False)] / 1024:,.0f} KiB dense, "
-              f"{sizes[(0.9, True)] / 1024:,.0f} KiB at 90% with sparse storage). Median ms of "
-              f"one invocation on one image ({document['runs']} runs, median of 3 rounds). "
-              f"Python LiteRT {v['litert']}, Keras {v['keras']}. Measured by "
-              f"`{document['command']}` on {document['date']} ({document['machine']})."]
-    return "\n".join(lines)
-
-
-def write_doc(document, path=DOC) -> None:
-    with open(path) as f:
-        text = f.read()
-    head, rest = text.split(START)
-    _, tail = rest.split(END)
-    with open(path, "w") as f:
-        f.write(f"{head}{START}\n\n{render(document)}\n\n{END}{tail}")
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--out", default=OUT)
-    parser.add_argument("--render", action="store_true")
     args = parser.parse_args(argv)
-    if not args.render:
-        document = measure(args.size, args.runs)
-        with open(args.out, "w") as f:
-            json.dump(document, f, indent=1)
-        print(f"wrote {args.out}")
-    with open(args.out) as f:
-        write_doc(json.load(f))
-    print(f"rendered into {DOC}")
+    document = measure(args.size, args.runs)
+    with open(args.out, "w") as f:
+        json.dump(document, f, indent=1)
+    print(f"wrote {args.out}; `python tools/migration_tables.py` renders it")
 
 
 if __name__ == "__main__":

@@ -74,7 +74,8 @@ def test_schedule_errors():
     _raises(TypeError, "must be a PruningSchedule or its get_config()",
             sparsity.PruneLowMagnitude, L.Dense(2), pruning_schedule=config["config"])
     # A custom schedule object works as it is.
-    assert sparsity.PruneLowMagnitude(L.Dense(2), pruning_schedule=Unregistered())
+    custom = Unregistered()
+    assert sparsity.PruneLowMagnitude(L.Dense(2), pruning_schedule=custom).pruning_schedule is custom
 
 
 def test_wrapper_and_prune_errors():

@@ -17,6 +17,7 @@ from keras import ops
 
 from tfprune._base.validation import received
 from tfprune._masks.core import apply_mask
+from tfprune._training.callback import _sync_state
 from tfprune._training.wrapper import find_wrappers
 from tfprune.compat.tfmot._wrapper import PruneLowMagnitude
 
@@ -30,13 +31,6 @@ def prunable_layers(model) -> list:
 
 def _value(x):
     return ops.convert_to_numpy(x).item()
-
-
-def _sync_state(model):
-    # On JAX, `fit` holds the variables' values outside them between batches.
-    sync = getattr(model, "jax_state_sync", None)
-    if callable(sync):
-        sync()
 
 
 class UpdatePruningStep(keras.callbacks.Callback):
