@@ -83,20 +83,22 @@ class UpdatePruningStep(keras.callbacks.Callback):
             return
         self.step += 1
         synced = False
+        asked = {}  # one answer per schedule: the wrappers of a model share one
         for layer in self.prunable_layers:
             if layer.sparsity_m_by_n is not None:
-                due, sparsity = self.step == 1, None
+                m, n = layer.sparsity_m_by_n
+                due, sparsity = self.step == 1, m / n
             else:
-                due, sparsity = layer.pruning_schedule(self.step)
-                due = bool(_value(due))
+                key = id(layer.pruning_schedule)
+                if key not in asked:
+                    due, sparsity = layer.pruning_schedule(self.step)
+                    asked[key] = bool(_value(due)), sparsity
+                due, sparsity = asked[key]
             if not due:
                 continue
             if not synced:
                 _sync_state(self.model)
                 synced = True
-            if sparsity is None:
-                m, n = layer.sparsity_m_by_n
-                sparsity = m / n
             layer.prune_to(float(_value(sparsity)))
 
     def on_epoch_end(self, batch, logs=None):  # tfmot's argument name
