@@ -18,6 +18,7 @@ import json
 import io
 import math
 import os
+import subprocess
 import sys
 import tarfile
 import time
@@ -106,15 +107,27 @@ _QUICK = {
     "digits": dict(dense_epochs=3, finetune_epochs=2, update_every=10, end_step=40),
 }
 TASKS = tuple(_FULL)
+#: Tasks of the training-cost measurements only (no quality table).
+_COST_ONLY = {
+    "digits_cnn": TaskConfig(
+        "digits_cnn", "Digits CNN conv16-conv32-dense10 on 8x8 images", "accuracy",
+        "test accuracy", batch_size=32, learning_rate=1e-3, dense_epochs=20,
+        finetune_epochs=10, update_every=20, end_step=300),
+}
+_QUICK["digits_cnn"] = dict(dense_epochs=2, finetune_epochs=2, update_every=10, end_step=40)
+#: Tasks of the training-cost measurements: an MLP, an LSTM and a CNN.
+COST_TASKS = ("housing", "pm25", "digits_cnn")
 
 
 def task_configs(quick: bool = False, names=TASKS) -> dict:
     """`{name: TaskConfig}` of the full (or quick) recipe."""
+    known = {**_FULL, **_COST_ONLY}
     out = {}
     for name in names:
-        if name not in _FULL:
-            raise ValueError(f"Unknown task; expected one of {TASKS}. Received: task={name!r}")
-        out[name] = dataclasses.replace(_FULL[name], **(_QUICK[name] if quick else {}))
+        if name not in known:
+            raise ValueError(
+                f"Unknown task; expected one of {tuple(known)}. Received: task={name!r}")
+        out[name] = dataclasses.replace(known[name], **(_QUICK[name] if quick else {}))
     return out
 
 
@@ -143,6 +156,11 @@ def build_model(keras, cfg: TaskConfig, input_shape):
                 layers.Dense(1)]
     elif cfg.name == "pm25":
         body = [layers.LSTM(32), layers.Dense(1)]
+    elif cfg.name == "digits_cnn":
+        body = [layers.Reshape((8, 8, 1)),
+                layers.Conv2D(16, 3, padding="same", activation="relu"),
+                layers.Conv2D(32, 3, activation="relu"), layers.Flatten(),
+                layers.Dense(10, activation="softmax")]
     else:
         body = [layers.Dense(256, activation="relu"), layers.Dense(128, activation="relu"),
                 layers.Dense(10, activation="softmax")]
@@ -267,13 +285,38 @@ def timed(fn, repeats: int, warmup: int = 1) -> list:
     return times
 
 
+def provenance() -> dict:
+    """What produced a saved output: tfprune's version (read from the
+    source, without importing it) and the git commit of the working tree
+    (`-dirty` when it has uncommitted changes; None outside a checkout)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    version = None
+    with open(os.path.join(root, "tfprune", "__init__.py")) as f:
+        for line in f:
+            if line.startswith("__version__"):
+                version = line.split("=", 1)[1].strip().strip("\"'")
+    commit = None
+    try:
+        git = ["git", "-C", root]
+        commit = subprocess.run(git + ["rev-parse", "--short=12", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(git + ["status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        commit += "-dirty" if dirty else ""
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return {"tfprune": version, "commit": commit}
+
+
 def save_result(result: dict, table: str, *, start: float, command: str, quick: bool,
                 out: str) -> dict:
     """Adds the Markdown `table` the docs quote and the run's facts (date,
-    cores, duration, command) to `result`, prints the table and, unless
-    `quick`, writes `result` to `out` atomically. Returns `result`."""
+    cores, duration, command, tfprune version and commit) to `result`,
+    prints the table and, unless `quick`, writes `result` to `out`
+    atomically. Returns `result`."""
     result["table"] = table
     print(table)
+    result.update(provenance())
     result.update(date=time.strftime("%Y-%m-%d"), quick=quick, cpus=os.cpu_count(),
                   seconds=round(time.perf_counter() - start, 1),
                   command=command + (" --quick" if quick else ""))

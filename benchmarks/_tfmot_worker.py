@@ -118,8 +118,9 @@ def quality(job) -> list:
 def cost(job) -> list:
     """Job: `tasks`, `sparsity`, `epochs` (timed epochs per fit, after one
     warm-up epoch), `rounds` (dense/pruned fits alternated), `frequencies`
-    (mask update every that many steps; numbers only: tfmot has no constant
-    masks). Returns per task and frequency the epoch times of the unpruned
+    (mask update every that many steps, or "constant": a `ConstantSparsity`
+    that sets the masks at step 0 only, its step check still in every
+    step). Returns per task and frequency the epoch times of the unpruned
     and the pruned fit."""
     out = []
     for name, config in job["tasks"].items():
@@ -131,12 +132,14 @@ def cost(job) -> list:
         steps = _models.steps_per_epoch(cfg, len(data.x_train))
         total = steps * (1 + job["epochs"]) * job["rounds"]
         for every in job.get("frequencies", [cfg.update_every]):
-            # The schedule keeps updating masks through every timed epoch.
-            end = (total // every + 1) * every
+            if every == "constant":
+                schedule = sparsity_api.ConstantSparsity(job["sparsity"], 0, end_step=0,
+                                                         frequency=1)
+            else:  # the schedule keeps updating masks through every timed epoch
+                end = (total // every + 1) * every
+                schedule = _schedule(cfg, job["sparsity"], end_step=end, frequency=every)
             pruned = sparsity_api.prune_low_magnitude(
-                _model(cfg, data, dense.get_weights()),
-                pruning_schedule=_schedule(cfg, job["sparsity"], end_step=end, frequency=every),
-            )
+                _model(cfg, data, dense.get_weights()), pruning_schedule=schedule)
             _models.compile_model(tf_keras, pruned, cfg)
             times = _models.time_fits(tf_keras, {
                 "dense": (dense, list),

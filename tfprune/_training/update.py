@@ -25,17 +25,10 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfprune._base import backend
 from tfprune._masks.core import apply_mask
 from tfprune._masks.core import zeros_in
 from tfprune._training.state import step_dtype
-
-
-def _compile(fn):
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        return tf.function(fn, autograph=False, reduce_retracing=True)
-    return fn
 
 
 def _jit(fn):
@@ -88,10 +81,11 @@ class MaskUpdate:
         self._needs_items = plan.strategy.allocation.needs_scores
         self._reset = criterion.reset_after_update
         self._item_shape_cache = None
+        self._counts_cache = {}
         if _stateful():
-            self._assign = _compile(self._assign_masks)
-            self._items = _compile(self._item_scores)
-            self._upcoming = _compile(self._assign_upcoming)
+            self._assign = backend.Stateful(self._assign_masks)
+            self._items = backend.Stateful(self._item_scores)
+            self._upcoming = backend.Stateful(self._assign_upcoming)
         else:
             self._pure_masks = _jit(self._new_masks)
             self._pure_items = _jit(self._item_scores_of)
@@ -209,12 +203,29 @@ class MaskUpdate:
         host = self.plan.host_scores([pw.variable for pw in self.plan.weights], step)
         return None if host is None else [ops.convert_to_tensor(h) for h in host]
 
+    @staticmethod
+    def _tensor(x, dtype=None):
+        """`x` as the compiled update takes it: numpy on TensorFlow (made a
+        constant by `backend.Stateful`), a tensor elsewhere."""
+        if _stateful():
+            return np.asarray(x, dtype)
+        return ops.convert_to_tensor(x, dtype)
+
     def _counts(self, sparsity, final_sparsity, host, step):
-        items = None
-        if self._needs_items:
-            flat = np.asarray(ops.convert_to_numpy(self._items(host, step)), np.float32)
-            sizes = [math.prod(shape) for shape in self._item_shapes()]
-            items = np.split(flat, np.cumsum(sizes)[:-1]) if sizes else []
+        if not self._needs_items:
+            # Counts depend on the targets alone: a constant schedule, and
+            # the in-step table's repeated targets, compute them once.
+            key = (float(sparsity), None if final_sparsity is None else float(final_sparsity))
+            counts = self._counts_cache.get(key)
+            if counts is None:
+                if len(self._counts_cache) >= 1 << 16:
+                    self._counts_cache.clear()
+                counts = self._counts_cache[key] = np.asarray(
+                    self.plan.counts(sparsity, final_sparsity), np.int32)
+            return counts
+        flat = np.asarray(ops.convert_to_numpy(self._items(host, step)), np.float32)
+        sizes = [math.prod(shape) for shape in self._item_shapes()]
+        items = np.split(flat, np.cumsum(sizes)[:-1]) if sizes else []
         counts = self.plan.counts(sparsity, final_sparsity, items)
         return np.asarray(counts, np.int32)
 
@@ -239,9 +250,9 @@ class MaskUpdate:
             `{id(variable): zeros}` for every variable whose mask changed.
         """
         host = self._host(step)
-        step_t = ops.convert_to_tensor(step, step_dtype())
+        step_t = self._tensor(step, step_dtype())
         counts = self._counts(sparsity, final_sparsity, host, step_t)
-        zeros, finite = self._assign(ops.convert_to_tensor(counts), host, step_t)
+        zeros, finite = self._assign(self._tensor(counts), host, step_t)
         zeros = np.asarray(ops.convert_to_numpy(zeros)).reshape(-1)
         if len(zeros) and zeros[0] < 0:
             finite = np.asarray(ops.convert_to_numpy(finite)).reshape(-1)
@@ -256,7 +267,7 @@ class MaskUpdate:
                                         for t in self.changed):
             next_sparsity, next_step = upcoming
             host = self._host(next_step)
-            step_t = ops.convert_to_tensor(next_step, step_dtype())
+            step_t = self._tensor(next_step, step_dtype())
             counts = self._counts(next_sparsity, final_sparsity, host, step_t)
-            self._upcoming(ops.convert_to_tensor(counts), host, step_t)
+            self._upcoming(self._tensor(counts), host, step_t)
         return {id(self.slots[t].weight.variable): int(z) for t, z in zip(self.changed, zeros)}
