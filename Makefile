@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # sequential calibration, fine-tuning and export), two of tfmot's guide
 # programs (tests/compat), the README quickstart and the training examples' quick
 # runs (llm_oneshot's runs in the TensorFlow pass only).
-JAX_TESTS ?= tests/backends tests/masks/test_mask_math.py::test_a_mask_that_cannot_change_is_kept_as_it_is \
+JAX_TESTS ?= tests/backends tests/project/test_backend_seam.py tests/masks/test_mask_math.py::test_a_mask_that_cannot_change_is_kept_as_it_is \
 	tests/oneshot/test_oneshot_math.py::test_sparsegpt_matches_the_papers_algorithm \
 	tests/oneshot/test_oneshot_math.py::test_layer_wise_error_sparsegpt_below_wanda_below_magnitude \
 	tests/oneshot/test_oneshot_math.py::test_exact_counts_per_block_and_gate \

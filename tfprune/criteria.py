@@ -29,6 +29,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfprune._base import backend
 from tfprune._base.config import _Config
 from tfprune._base.config import lookup
 from tfprune._base.validation import received
@@ -307,57 +308,4 @@ def accumulate_on_backward(value, state, criterion: Criterion, weight=None):
         A tensor equal to `value`.
     """
     weight = value if weight is None else weight
-    if keras.backend.backend() == "jax":
-        return _accumulate_on_backward_jax(value, state, criterion, weight)
-    if keras.backend.backend() == "torch":
-        return _accumulate_on_backward_torch(value, state, criterion, weight)
-    import tensorflow as tf
-
-    @tf.custom_gradient
-    def _identity(x):
-        def grad(upstream):
-            state.assign(ops.cast(criterion.accumulate(state.value, weight, upstream), state.dtype))
-            return upstream
-
-        return tf.identity(x), grad
-
-    return _identity(value)
-
-
-def _accumulate_on_backward_jax(value, state, criterion, weight):
-    import jax
-
-    @jax.custom_vjp
-    def _identity(x, s, w):
-        del s, w
-        return x
-
-    def forward(x, s, w):
-        return x, (s, w)
-
-    def backward(residual, upstream):
-        s, w = residual
-        new = ops.cast(criterion.accumulate(s, w, upstream), s.dtype)
-        return upstream, new, jax.numpy.zeros_like(w)
-
-    _identity.defvjp(forward, backward)
-    return _identity(value, ops.convert_to_tensor(state), ops.convert_to_tensor(weight))
-
-
-def _accumulate_on_backward_torch(value, state, criterion, weight):
-    import torch
-
-    class _Identity(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            return x.view_as(x)
-
-        @staticmethod
-        def backward(ctx, upstream):
-            with torch.no_grad():
-                w = ops.convert_to_tensor(weight).detach()
-                new = criterion.accumulate(state.value, w, upstream)
-                state.assign(ops.cast(new, state.dtype))
-            return upstream
-
-    return _Identity.apply(ops.convert_to_tensor(value))
+    return backend.identity_on_backward(value, state, criterion.accumulate, weight)

@@ -30,6 +30,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfprune._base import backend
 from tfprune._base.config import _Config
 from tfprune._base.config import lookup
 from tfprune._base.validation import check_sparsity
@@ -371,14 +372,7 @@ class NM(Granularity):
     def _removal(self, rows):
         """Per group: the m-n weakest members and their summed finite score."""
         k = self.m - self.n
-        if keras.backend.backend() == "torch":
-            # torch.topk leaves the order of ties open; a stable sort gives
-            # top_k's rule elsewhere: of equal scores, the lower index goes.
-            idx = ops.argsort(rows, axis=-1)[:, :k]
-            values = ops.take_along_axis(rows, idx, axis=-1)
-        else:
-            values, idx = ops.top_k(ops.negative(rows), k)
-            values = ops.negative(values)
+        values, idx = backend.lowest_k(rows, k)  # of equal scores, the lower index goes
         finite = ops.where(ops.isfinite(values), values, 0.0)
         cost = ops.sum(finite, axis=1)
         turned = ops.all(ops.logical_not(ops.isfinite(values)), axis=1)

@@ -160,9 +160,9 @@ def test_gradient_criteria_give_the_masks_and_scores_of_tensorflow(tmp_path):
 
 
 def test_gradient_criteria_name_the_backends_that_run_them(monkeypatch):
-    from tfprune._training import wrapper as wrapper_module
+    from tfprune._base import backend
 
-    monkeypatch.setattr(wrapper_module, "_GRADIENT_BACKENDS", ("another",))
+    monkeypatch.setattr(backend, "_GRADIENT_BACKENDS", ("another",))
     strategy = tfprune.strategies.Strategy("taylor", "unstructured", "uniform")
     with pytest.raises(ValueError, match=r"PyTorch autograd.*Received: criterion=Taylor"):
         tfprune.prune(_model(), 0.5, strategy=strategy)

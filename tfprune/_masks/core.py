@@ -20,6 +20,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfprune._base import backend
 
 def as_float32(x):
     """`x` as a float32 tensor.
@@ -100,11 +101,6 @@ def _sample_positions(n):
                               * ops.cast(n, "float32")), "int32")
 
 
-def _bracketed() -> bool:
-    """Whether rows may be cut to a data-dependent length (TensorFlow)."""
-    return keras.backend.backend() == "tensorflow"
-
-
 #: Rounds of bracketing before the remaining entries are sorted.
 _ROUNDS = 2
 
@@ -172,7 +168,7 @@ def _kth_smallest(x, k, rounds=_ROUNDS):
     the speed. Pure and traceable; `k` may be a tensor.
     """
     n = x.shape[0]
-    if not _bracketed() or (n is not None and n <= _EXACT):
+    if not backend.data_dependent_shapes() or (n is not None and n <= _EXACT):
         return _from_sorted(x, k)
     length = ops.shape(x)[0] if n is None else n
     sample = ops.sort(ops.take(x, _sample_positions(length)))

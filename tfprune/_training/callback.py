@@ -8,6 +8,7 @@ import warnings
 
 import keras
 
+from tfprune._base import backend
 from tfprune._base.validation import check_positive_int
 from tfprune._base.validation import received
 from tfprune._masks.core import apply_mask
@@ -63,15 +64,6 @@ def overall_sparsity(wrappers, known=None) -> float:
 
 def _value(variable):
     return keras.ops.convert_to_tensor(variable)
-
-
-def _sync_state(model):
-    """On JAX, `fit` keeps the state outside the variables between batches
-    (and empties them): it is written back before the callback reads the
-    step or updates masks, and read again by the next batch."""
-    sync = getattr(model, "jax_state_sync", None)
-    if callable(sync):
-        sync()
 
 
 @dataclasses.dataclass
@@ -249,7 +241,7 @@ class PruningCallback(keras.callbacks.Callback):
                 "`model.optimizer.iterations`); call `model.compile(...)` "
                 f"first. Received: model={self.model.name}"
             )
-        _sync_state(self.model)
+        backend.sync_state(self.model)
         return int(optimizer.iterations.numpy())
 
     def _due(self, wrapper, step: int) -> bool:
@@ -428,9 +420,9 @@ class PruningCallback(keras.callbacks.Callback):
         pruned weights may drift between updates while the forward pass
         masks them: they are zeroed in the variables at each epoch end and
         at the end of training, so a saved model is as sparse as its masks."""
-        if keras.backend.backend() != "jax":
+        if backend.optimizer_applies_constraints():
             return
-        _sync_state(self.model)
+        backend.sync_state(self.model)
         for wrapper in self._wrappers:
             for slot in wrapper.slots:
                 slot.weight.variable.assign(apply_mask(slot.weight.variable.value, slot.mask))

@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import math
 
-import keras
 import numpy as np
 
-from tfprune._training.state import step_dtype
+from tfprune._base import backend
 
 #: Largest counts table (steps x groups) built; longer schedules update
 #: between steps.
@@ -45,8 +44,8 @@ def ineligible(callback) -> str | None:
     """Why the update cannot run inside `callback.model`'s train step, or
     None if it can."""
     model = callback.model
-    if keras.backend.backend() != "tensorflow":
-        return f"it runs on the TensorFlow backend only (this is '{keras.backend.backend()}')"
+    if not backend.update_in_train_step():
+        return f"it runs on the TensorFlow backend only (this is '{backend.name()}')"
     if "epochs" not in (callback.params or {}):
         return "it runs inside `fit` only (a custom loop calls the callback's hooks itself)"
     import tensorflow as tf
@@ -127,7 +126,7 @@ class _Cohort:
 
         def run():
             counts = tf.gather(self.table, tf.minimum(step, self.end) - self.begin)
-            zeros, finite = self._assign(counts, None, tf.cast(step, step_dtype()))
+            zeros, finite = self._assign(counts, None, tf.cast(step, backend.step_dtype()))
             # A diverged weight: nothing was assigned; the host raises,
             # naming it (see `InStep.failed`).
             ok = tf.reduce_all(finite)

@@ -13,13 +13,9 @@ import re
 
 import keras
 
+from tfprune._base import backend
 from tfprune._masks.core import apply_mask
 from tfprune.strategies._structure import recurrent_biases
-
-
-def step_dtype() -> str:
-    """int64 steps; int32 on JAX, whose default mode has no 64-bit integers."""
-    return "int32" if keras.backend.backend() == "jax" else "int64"
 
 
 class _MaskConstraint:
@@ -70,7 +66,7 @@ def _add_state(layer, pw, suffix, initializer, dtype=None, written_by_gradient=F
     # the backward pass. There it is a trainable variable that the optimizer
     # overwrites with its "gradient", the accumulated score
     # (`criteria.accumulate_on_backward`).
-    overwrite = written_by_gradient and keras.backend.backend() == "jax"
+    overwrite = written_by_gradient and backend.scores_written_by_optimizer()
     variable = layer.add_weight(
         name=_variable_name(pw, suffix),
         shape=pw.variable.shape,
@@ -137,7 +133,7 @@ def create_state(layer, pruned, strategy) -> tuple:
         step = layer.add_weight(
             name="pruning_step",
             shape=(),
-            dtype=step_dtype(),
+            dtype=backend.step_dtype(),
             initializer=keras.initializers.Constant(-1),
             trainable=False,
             aggregation="only_first_replica",
@@ -155,12 +151,11 @@ def create_state(layer, pruned, strategy) -> tuple:
         if was_locked:
             layer._tracker.lock()
     originals = []
-    # JAX's optimizer applies constraints in a stateless call that sees only
-    # the trainable and optimizer variables, not the masks: there, pruned
-    # weights are held by the forward mask (zero output, zero gradient) and
-    # zeroed at every update and by `strip`; between updates the variable
-    # may drift (momentum), which nothing reads unmasked.
-    constrain = keras.backend.backend() != "jax"
+    # Where the optimizer cannot see the masks (JAX), pruned weights are
+    # held by the forward mask (zero output, zero gradient) and zeroed at
+    # every update and by `strip`; between updates the variable may drift
+    # (momentum), which nothing reads unmasked.
+    constrain = backend.optimizer_applies_constraints()
     for slot in slots:
         variable = slot.weight.variable
         originals.append(variable.constraint)

@@ -21,29 +21,12 @@ from __future__ import annotations
 
 import math
 
-import keras
 import numpy as np
 from keras import ops
 
 from tfprune._base import backend
 from tfprune._masks.core import apply_mask
 from tfprune._masks.core import zeros_in
-from tfprune._training.state import step_dtype
-
-
-def _jit(fn):
-    """`jax.jit` of a pure function on JAX; the function itself elsewhere."""
-    if keras.backend.backend() == "jax":
-        import jax
-
-        return jax.jit(fn)
-    return fn
-
-
-def _stateful() -> bool:
-    """Whether a compiled function may read and assign variables itself
-    (TensorFlow); elsewhere, values go in and out of a pure function."""
-    return keras.backend.backend() == "tensorflow"
 
 
 def _value(variable):
@@ -82,13 +65,13 @@ class MaskUpdate:
         self._reset = criterion.reset_after_update
         self._item_shape_cache = None
         self._counts_cache = {}
-        if _stateful():
+        if backend.assigns_in_compiled():
             self._assign = backend.Stateful(self._assign_masks)
             self._items = backend.Stateful(self._item_scores)
             self._upcoming = backend.Stateful(self._assign_upcoming)
         else:
-            self._pure_masks = _jit(self._new_masks)
-            self._pure_items = _jit(self._item_scores_of)
+            self._pure_masks = backend.compiled(self._new_masks)
+            self._pure_items = backend.compiled(self._item_scores_of)
             self._assign = self._assign_masks_pure
             self._items = self._item_scores_pure
             self._upcoming = self._assign_upcoming_pure
@@ -207,7 +190,7 @@ class MaskUpdate:
     def _tensor(x, dtype=None):
         """`x` as the compiled update takes it: numpy on TensorFlow (made a
         constant by `backend.Stateful`), a tensor elsewhere."""
-        if _stateful():
+        if backend.assigns_in_compiled():
             return np.asarray(x, dtype)
         return ops.convert_to_tensor(x, dtype)
 
@@ -250,7 +233,7 @@ class MaskUpdate:
             `{id(variable): zeros}` for every variable whose mask changed.
         """
         host = self._host(step)
-        step_t = self._tensor(step, step_dtype())
+        step_t = self._tensor(step, backend.step_dtype())
         counts = self._counts(sparsity, final_sparsity, host, step_t)
         zeros, finite = self._assign(self._tensor(counts), host, step_t)
         zeros = np.asarray(ops.convert_to_numpy(zeros)).reshape(-1)
@@ -267,7 +250,7 @@ class MaskUpdate:
                                         for t in self.changed):
             next_sparsity, next_step = upcoming
             host = self._host(next_step)
-            step_t = self._tensor(next_step, step_dtype())
+            step_t = self._tensor(next_step, backend.step_dtype())
             counts = self._counts(next_sparsity, final_sparsity, host, step_t)
             self._upcoming(self._tensor(counts), host, step_t)
         return {id(self.slots[t].weight.variable): int(z) for t, z in zip(self.changed, zeros)}

@@ -26,8 +26,7 @@ import subprocess
 import sys
 import tempfile
 
-import keras
-
+from tfprune._base import backend
 from tfprune._base import walk
 from tfprune._base.validation import received
 
@@ -35,13 +34,13 @@ from tfprune._base.validation import received
 def elsewhere(kind: str, model, path, options: dict):
     """Runs `tfprune.export.<kind>(model, path, **options)` in a TensorFlow
     process when this one is on another backend; None on TensorFlow."""
-    if keras.backend.backend() == "tensorflow":
+    if backend.exports_in_process():
         return None
     for name, value in options.items():
         if callable(value):
             raise TypeError(
                 f"`{name}` must be an array (or a list of arrays) when exporting from the "
-                f"'{keras.backend.backend()}' backend: the export runs in a TensorFlow "
+                f"'{backend.name()}' backend: the export runs in a TensorFlow "
                 f"process, which a Python callable cannot reach. {received(name, value)}"
             )
     with tempfile.TemporaryDirectory(prefix="tfprune-export-") as tmp:
@@ -61,7 +60,7 @@ def elsewhere(kind: str, model, path, options: dict):
         out = os.path.join(tmp, "out.pkl")
         if not os.path.isfile(out):
             raise RuntimeError(
-                f"The TensorFlow process that exports for the '{keras.backend.backend()}' "
+                f"The TensorFlow process that exports for the '{backend.name()}' "
                 f"backend stopped with exit status {child.returncode}:\n{child.stderr[-3000:]}"
             )
         with open(out, "rb") as f:

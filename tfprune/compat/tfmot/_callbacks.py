@@ -15,9 +15,9 @@ import importlib.util
 import keras
 from keras import ops
 
+from tfprune._base import backend
 from tfprune._base.validation import received
 from tfprune._masks.core import apply_mask
-from tfprune._training.callback import _sync_state
 from tfprune._training.wrapper import find_wrappers
 from tfprune.compat.tfmot._wrapper import PruneLowMagnitude
 
@@ -62,7 +62,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
                 "UpdatePruningStep counts steps with the model's optimizer: compile the model "
                 "(or, in a custom loop, set `model.optimizer`) first. "
                 f"Received: model={self.model.name}")
-        _sync_state(self.model)
+        backend.sync_state(self.model)
         return int(_value(optimizer.iterations))
 
     def on_train_begin(self, logs=None):
@@ -97,7 +97,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
             if not due:
                 continue
             if not synced:
-                _sync_state(self.model)
+                backend.sync_state(self.model)
                 synced = True
             layer.prune_to(float(_value(sparsity)))
 
@@ -105,7 +105,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
         # Pruned weights are zero in the variables (tfmot assigns w * mask here).
         if not self.prunable_layers:
             return
-        _sync_state(self.model)
+        backend.sync_state(self.model)
         for layer in self.prunable_layers:
             for slot in layer.slots:
                 slot.weight.variable.assign(apply_mask(slot.weight.variable.value, slot.mask))
@@ -157,7 +157,7 @@ class PruningSummaries(keras.callbacks.TensorBoard):
         layers = prunable_layers(self.model)
         if not layers:
             return
-        _sync_state(self.model)
+        backend.sync_state(self.model)
         step = int(_value(self.model.optimizer.iterations)) if self.model.optimizer else 0
         with self._writer().as_default(step=step):
             for layer in layers:
