@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from tfprune._masks import core as _mask_math  # noqa: E402
-from tfprune._training.wrapper import find_wrappers  # noqa: E402
+from tfprune import find_wrappers  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):

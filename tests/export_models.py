@@ -4,7 +4,7 @@ import keras
 import numpy as np
 
 import tfprune
-from tfprune._training.wrapper import find_wrappers
+from tfprune import find_wrappers
 
 L = keras.layers
 SPARSITY = 0.8

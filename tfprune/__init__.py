@@ -32,9 +32,10 @@ from tfprune._training.prune import prune
 from tfprune._training.quality_guard import QualityGuard
 from tfprune._training.strip import strip
 from tfprune._training.wrapper import PruningWrapper
+from tfprune._training.wrapper import find_wrappers
 from tfprune.oneshot import prune_oneshot
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "PruningCallback",
@@ -45,6 +46,7 @@ __all__ = [
     "SparsityReport",
     "criteria",
     "export",
+    "find_wrappers",
     "granularity",
     "oneshot",
     "prune",

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfprune._analysis.sensitivity import sensitivity
+from tfprune import sensitivity
 
 
 @pytest.fixture

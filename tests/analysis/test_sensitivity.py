@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 from tfprune import strategies
-from tfprune._analysis.sensitivity import sensitivity
-from tfprune._base.sensitivity_table import SensitivityTable
+from tfprune import sensitivity
+from tfprune import SensitivityTable
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 
 import tfprune
 from tfprune import cli
-from tfprune._training.wrapper import find_wrappers
+from tfprune import find_wrappers
 
 pytest.importorskip("ai_edge_litert.interpreter", reason="LiteRT (ai-edge-litert) is not installed")
 

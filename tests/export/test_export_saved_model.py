@@ -13,7 +13,7 @@ from tests.export_models import SPARSITY
 from tests.export_models import inputs as _inputs
 from tests.export_models import pruned as _pruned
 from tfprune import export
-from tfprune._training.wrapper import find_wrappers
+from tfprune import find_wrappers
 
 L = keras.layers
 

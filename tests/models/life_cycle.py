@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 import tfprune
-from tfprune._training.wrapper import find_wrappers
+from tfprune import find_wrappers
 
 FINAL = 0.8
 STEPS, BATCH = 3, 2

@@ -11,7 +11,7 @@ import pytest
 
 import tfprune
 from examples import _char_gpt
-from tfprune._training.wrapper import find_wrappers
+from tfprune import find_wrappers
 from tfprune.granularity import NM
 from tfprune.oneshot import SparseGPT
 from tfprune.oneshot import Wanda

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import tfprune
-from tfprune._training.wrapper import find_wrappers
+from tfprune import find_wrappers
 from tfprune.granularity import NM
 from tfprune.oneshot import SparseGPT
 from tfprune.oneshot import Wanda

@@ -7,7 +7,7 @@ import pytest
 
 import tfprune
 from tfprune._masks.core import magnitude_mask
-from tfprune._training.wrapper import find_wrappers
+from tfprune import find_wrappers
 from tfprune.granularity import NM
 from tfprune.oneshot import Magnitude
 from tfprune.oneshot import SparseGPT

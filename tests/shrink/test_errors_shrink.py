@@ -4,7 +4,7 @@ import keras
 import pytest
 
 from tfprune._shrink import register_surgery
-from tfprune._shrink import shrink
+from tfprune import shrink
 from tfprune._shrink._surgery import _SURGERIES
 from tfprune._shrink._surgery import Identity
 

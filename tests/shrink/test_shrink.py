@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 
 import tfprune
-from tfprune._shrink import ShrinkReport
+from tfprune import ShrinkReport
 from tfprune._shrink import _core
 from tfprune._shrink import register_surgery
-from tfprune._shrink import shrink
+from tfprune import shrink
 from tfprune._shrink._surgery import _SURGERIES
 from tfprune._shrink._surgery import Identity
-from tfprune._training.wrapper import find_wrappers
+from tfprune import find_wrappers
 
 L = keras.layers
 

@@ -6,8 +6,8 @@ import pytest
 
 import tfprune
 from tfprune import strategies
-from tfprune._shrink import shrink
-from tfprune._training.wrapper import find_wrappers
+from tfprune import shrink
+from tfprune import find_wrappers
 
 L = keras.layers
 

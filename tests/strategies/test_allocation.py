@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfprune._base.sensitivity_table import SensitivityTable
+from tfprune import SensitivityTable
 from tfprune.strategies._allocation import Candidate
 from tfprune.strategies._allocation import Global
 from tfprune.strategies._allocation import PerLayer

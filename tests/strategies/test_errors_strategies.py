@@ -9,7 +9,7 @@ import pytest
 from tfprune import criteria
 from tfprune import granularity as gr
 from tfprune import strategies
-from tfprune._base.sensitivity_table import SensitivityTable
+from tfprune import SensitivityTable
 from tfprune.strategies._allocation import Candidate
 from tfprune.strategies._allocation import PerLayer
 from tfprune.strategies._allocation import Uniform

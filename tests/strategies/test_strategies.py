@@ -8,7 +8,7 @@ import tfprune
 from tfprune import criteria
 from tfprune import granularity
 from tfprune import strategies
-from tfprune._base.sensitivity_table import SensitivityTable
+from tfprune import SensitivityTable
 
 
 def np_(x):

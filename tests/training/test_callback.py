@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import tfprune
 from tfprune import schedules
-from tfprune._training.wrapper import find_wrappers
+from tfprune import find_wrappers
 
 L = keras.layers
 FINAL = 0.8

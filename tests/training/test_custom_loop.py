@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import tfprune
 from tfprune import schedules
-from tfprune._training.wrapper import find_wrappers
+from tfprune import find_wrappers
 
 # tf.GradientTape / tf.distribute / the in-step update: TensorFlow itself.
 pytestmark = pytest.mark.tensorflow_only

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import tfprune
-from tfprune._training.wrapper import find_wrappers
+from tfprune import find_wrappers
 
 L = keras.layers
 FINAL = 0.8

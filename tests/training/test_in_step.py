@@ -14,7 +14,7 @@ import tfprune
 from tfprune import granularity
 from tfprune import schedules
 from tfprune import strategies
-from tfprune._training.wrapper import find_wrappers
+from tfprune import find_wrappers
 
 # tf.GradientTape / tf.distribute / the in-step update: TensorFlow itself.
 pytestmark = pytest.mark.tensorflow_only

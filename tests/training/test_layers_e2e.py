@@ -16,8 +16,8 @@ import tensorflow as tf
 import tfprune
 from tfprune import schedules
 from tfprune._base import walk
-from tfprune._training.wrapper import PruningWrapper
-from tfprune._training.wrapper import find_wrappers
+from tfprune import PruningWrapper
+from tfprune import find_wrappers
 
 
 def _np(x):

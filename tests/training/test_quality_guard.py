@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import tfprune
-from tfprune._training.quality_guard import QualityGuard
+from tfprune import QualityGuard
 from tfprune._training.quality_guard import mask_sparsity
-from tfprune._training.wrapper import find_wrappers
+from tfprune import find_wrappers
 
 
 def pruned_model():

@@ -25,7 +25,7 @@ import pytest
 import tfprune
 from tfprune import schedules
 from tfprune._masks.core import num_pruned
-from tfprune._training.wrapper import find_wrappers
+from tfprune import find_wrappers
 
 END, EVERY, FINAL = 40, 4, 0.75  # schedule end step, update_every, final sparsity
 STEPS = 8  # steps per epoch: 64 samples, batches of 8
@@ -175,7 +175,7 @@ import keras
 import numpy as np
 import tfprune
 from tfprune import schedules
-from tfprune._training.wrapper import find_wrappers
+from tfprune import find_wrappers
 
 END, EVERY, FINAL = {END}, {EVERY}, {FINAL}
 kill_at, backup, result = int(sys.argv[1]), sys.argv[2], sys.argv[3]

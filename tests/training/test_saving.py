@@ -6,7 +6,7 @@ import pytest
 
 import tfprune
 from tfprune import schedules
-from tfprune._training.wrapper import find_wrappers
+from tfprune import find_wrappers
 
 L = keras.layers
 

@@ -18,7 +18,7 @@ from tfprune import granularity
 from tfprune import schedules
 from tfprune import strategies
 from tfprune._masks.core import magnitude_mask
-from tfprune._training.wrapper import find_wrappers
+from tfprune import find_wrappers
 
 L = keras.layers
 END = 8  # schedules end at step 8; fits run 10 steps
@@ -422,7 +422,7 @@ def test_every_strategy_saves_and_loads_in_a_fresh_process(rng, tmp_path, run_py
         f"""
         import keras, numpy as np
         import tfprune
-        from tfprune._training.wrapper import find_wrappers
+        from tfprune import find_wrappers
 
         out = {{}}
         for name in {list(SAVED)!r}:

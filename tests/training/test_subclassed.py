@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import tfprune
-from tfprune._training.wrapper import PruningWrapper
-from tfprune._training.wrapper import find_wrappers
+from tfprune import PruningWrapper
+from tfprune import find_wrappers
 
 L = keras.layers
 
@@ -220,7 +220,7 @@ def test_subclassed_model_pruned_in_place_saves_and_loads_pruned_in_a_fresh_proc
         import keras, numpy as np
         import tfprune
         import saved_net
-        from tfprune._training.wrapper import find_wrappers
+        from tfprune import find_wrappers
 
         data = np.load("expected.npz")
         model = keras.saving.load_model("pruned.keras")

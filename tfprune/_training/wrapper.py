@@ -11,18 +11,13 @@ from keras.src.backend.common.stateless_scope import in_stateless_scope
 from tfprune import criteria as criteria_lib
 from tfprune import schedules as schedules_lib
 from tfprune import strategies as strategies_lib
+from tfprune._base import backend
 from tfprune._base import walk
 from tfprune._base.validation import received
 from tfprune._masks.core import apply_mask
 from tfprune._training.state import Slot  # noqa: F401 (re-exported)
 from tfprune._training.state import create_state, state_variables
 from tfprune._training.update import MaskUpdate
-
-# Backends whose `fit` can feed gradients to a criterion (a TensorFlow
-# custom gradient, a JAX custom VJP, a PyTorch autograd function:
-# `criteria.accumulate_on_backward`).
-_GRADIENT_BACKENDS = ("tensorflow", "jax", "torch")
-
 
 def _accepts(fn, name) -> bool:
     params = inspect.signature(fn).parameters
@@ -199,11 +194,11 @@ class PruningWrapper(keras.layers.Wrapper):
             )
         self._resolved = self.strategy.resolve(self.layer)
         criterion = self._resolved.criterion
-        if criterion.needs_gradients and keras.backend.backend() not in _GRADIENT_BACKENDS:
+        if criterion.needs_gradients and not backend.runs_custom_gradients():
             raise ValueError(
                 f"Criterion {type(criterion).__name__} collects gradients during `fit` "
                 "with a TensorFlow custom gradient, a JAX custom VJP or a PyTorch autograd "
-                f"function, which the '{keras.backend.backend()}' backend does not run; use "
+                f"function, which the '{backend.name()}' backend does not run; use "
                 "a weight-only criterion (magnitude, l2_norm, random) there. "
                 f"Received: criterion={type(criterion).__name__}"
             )
@@ -409,7 +404,26 @@ def build_like_inner(layer):
 
 
 def find_wrappers(model) -> list:
-    """All `PruningWrapper` layers inside `model` (or `model` itself)."""
+    """The `PruningWrapper` layers of a model, in the order Keras tracks them.
+
+    Wrappers inside nested models and custom blocks are included; a
+    wrapper passed itself gives `[wrapper]`. Use it to read masks, the step
+    of the last update or a wrapper's schedule, or to call `prune_to`.
+
+    Args:
+        model: a Keras model or layer.
+
+    Returns:
+        A list of `tfprune.PruningWrapper`.
+
+    Example:
+
+    ```python
+    pruned = tfprune.prune(model, 0.5)
+    for wrapper in tfprune.find_wrappers(pruned):
+        print(wrapper.name, [tuple(m.shape) for m in wrapper.masks])
+    ```
+    """
     if isinstance(model, PruningWrapper):
         return [model]
     return [
