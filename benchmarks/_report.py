@@ -15,6 +15,7 @@ import re
 
 import numpy as np
 
+from tools import cost_tables
 from tools import structured_tables
 
 METRIC_FORMATS = {"housing": "{:,.0f}", "pm25": "{:.2f}", "digits": "{:.4f}"}
@@ -279,6 +280,18 @@ def plot_artifacts(artifacts: dict, path: str) -> str:
 
 
 # ---------------------------------------------------------------- output
+def _repeated_cost() -> list:
+    """The section of `python -m benchmarks.cost`'s saved output, if any."""
+    block = cost_tables.load_block()
+    if block is None:
+        return []
+    return ["## 2b. Training cost over repeated processes\n",
+            "Measured by `python -m benchmarks.cost` (docs/cost.json), not by this command: "
+            "the single-process ratios of section 2 move by 15-25% from run to run here, "
+            "these give the median and range over repeats.\n",
+            block + "\n"]
+
+
 def markdown(results: dict, images: dict) -> str:
     meta = results["meta"]
     machine, versions = meta["machine"], meta["versions"]
@@ -302,6 +315,8 @@ def markdown(results: dict, images: dict) -> str:
                 ("update", "3. Mask update cost (one update of every mask)", update_table),
                 ("artifacts", "4. Artifacts: size and LiteRT latency", artifacts_table)]
     for key, title, render in sections:
+        if key == "update":  # after section 2, measured or not
+            parts += _repeated_cost()
         if key not in results:
             continue
         section = results[key]

@@ -14,8 +14,12 @@ Two measurements on the California-housing MLP of the cost benchmark
    constraints removed (forward multiply only), and a plain model whose
    kernels carry the mask as a Keras constraint (constraint only). Each
    over a plain fit of the same model, fits alternated for several rounds.
+   The train step alone is timed too (its compiled function called
+   directly, in alternating blocks of 100 steps), and its graph ops are
+   counted, with the ops pruning adds to the plain step.
 2. One mask update of a 10k-weight stack (the update benchmark's smallest
-   model), from the outside in: the callback's `update_masks`, the
+   model), each call to a higher target (so every call selects anew), from
+   the outside in: the callback's `update_masks`, the
    compiled `MaskUpdate` call with its host work (schedule counts, reading
    back the zero counts), the compiled function alone, a `tf.function` that
    only reads and assigns the same variables, and an empty `tf.function`
@@ -25,6 +29,7 @@ Two measurements on the California-housing MLP of the cost benchmark
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import platform
 import time
@@ -75,12 +80,14 @@ def _fit_parts(quick: bool) -> dict:
     _models.compile_model(keras, constraint_only, cfg)
 
     callbacks = lambda: [tfprune.PruningCallback(update_every=100)]  # noqa: E731
-    times = _models.time_fits(keras, {
+    fits = {
         "plain": (plain, list),
         "masks and constraint (as run)": (pruned, callbacks),
         "forward mask only": (forward_only, callbacks),
         "constraint only": (constraint_only, list),
-    }, data.x_train, data.y_train, cfg.batch_size, epochs, rounds)
+    }
+    times = _models.time_fits(keras, fits, data.x_train, data.y_train, cfg.batch_size,
+                              epochs, rounds)
     base = _models.median(times["plain"])
     return {
         "task": "housing", "steps_per_epoch": _models.steps_per_epoch(cfg, len(data.x_train)),
@@ -88,6 +95,65 @@ def _fit_parts(quick: bool) -> dict:
         "epoch_ms": {k: round(1000 * _models.median(v), 1) for k, v in times.items()},
         "ratio": {k: round(_models.median(v) / base, 3) for k, v in times.items()},
         "epoch_s": times,
+        "step": _step_parts(fits, cfg, data, quick),
+    }
+
+
+#: Graph ops that do no work of their own at run time.
+_INERT = ("Const", "Placeholder", "Identity", "NoOp")
+
+
+def _step_ops(model, x, y) -> collections.Counter:
+    """Ops of the traced train step by type (nested functions included),
+    without the inert ones."""
+    concrete = tf.function(model.train_step).get_concrete_function((x, y))
+    ops = collections.Counter(op.type for op in concrete.graph.get_operations())
+    for function in concrete.graph.as_graph_def().library.function:
+        ops.update(node.op for node in function.node_def)
+    return collections.Counter({k: v for k, v in ops.items() if k not in _INERT})
+
+
+def _step_parts(fits, cfg, data, quick: bool) -> dict:
+    """The train step alone, for each fit of `_fit_parts`: its ops, and
+    its time, called directly in blocks of 100 steps, the variants
+    alternating block by block (no callback or epoch work in between)."""
+    blocks = 3 if quick else 30
+    x = tf.constant(data.x_train[: cfg.batch_size])
+    y = tf.constant(data.y_train[: cfg.batch_size])
+    dataset = tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train)) \
+        .batch(cfg.batch_size, drop_remainder=True).repeat()
+    functions, ops, callbacks = {}, {}, []
+    for name, (model, make_callbacks) in fits.items():
+        for callback in make_callbacks():  # the wrappers train only with it
+            callback.set_model(model)
+            callback.set_params({"epochs": 1, "steps": 10**9, "verbose": 0})
+            callback.on_train_begin()
+            callbacks.append(callback)
+        ops[name] = _step_ops(model, x, y)
+        model.train_function = None
+        model.make_train_function()
+        functions[name] = (model.train_function, iter(dataset))
+    us = {name: [] for name in functions}
+    for _ in range(blocks):
+        for name, (function, iterator) in functions.items():
+            for _ in range(10):
+                function(iterator)
+            start = time.perf_counter()
+            for _ in range(100):
+                function(iterator)
+            us[name].append((time.perf_counter() - start) * 1e4)
+    for callback in callbacks:
+        callback.on_train_end()
+    plain = ops["plain"]
+    return {
+        "blocks": blocks,
+        "us": {k: round(_models.median(v), 1) for k, v in us.items()},
+        "ratio": {k: round(_models.median(v) / _models.median(us["plain"]), 3)
+                  for k, v in us.items()},
+        "ops": {k: sum(v.values()) for k, v in ops.items()},
+        "added_ops": {k: dict(sorted((v - plain).items())) for k, v in ops.items()
+                      if k != "plain"},
+        "block_us": us,
     }
 
 
@@ -99,7 +165,12 @@ def _update_parts(quick: bool) -> dict:
     repeats = 20 if quick else 300
     model = _models.big_dense_model(keras, 10_000)
     n_weights = sum(int(np.prod(layer.kernel.shape)) for layer in model.layers)
-    pruned = tfprune.prune(model, tfprune.schedules.PolynomialDecay(0.0, 0.5, 0, 10**9))
+    # Each timed call of the first three parts raises the target a little
+    # (30% to 90% over the calls), so every call selects anew, as the
+    # updates of a running schedule do; at a target already reached the
+    # update would only keep the masks.
+    end = 3 * (repeats + 3) + 10
+    pruned = tfprune.prune(model, tfprune.schedules.PolynomialDecay(0.3, 0.9, 0, end, power=1))
     pruned.compile("adam", "mse")
     callback = tfprune.PruningCallback(update_every=1)
     callback.set_model(pruned)
@@ -117,11 +188,12 @@ def _update_parts(quick: bool) -> dict:
         update(schedule(step), step=step, final_sparsity=schedule.final_sparsity)
 
     step_t = tf.constant(5, "int64")
-    counts = tf.convert_to_tensor(update._counts(schedule(5), schedule.final_sparsity, None,
-                                                 step_t))
+    counts = {step: tf.convert_to_tensor(update._counts(schedule(step), schedule.final_sparsity,
+                                                        None, step_t))
+              for step in range(end)}
 
     def compiled():
-        zeros, _ = update._assign(counts, None, step_t)
+        zeros, _ = update._assign(counts[next(clock)], None, step_t)
         zeros.numpy()
 
     slots = update.slots
@@ -155,10 +227,15 @@ def _update_parts(quick: bool) -> dict:
 
 def table(result: dict) -> str:
     fit, update = result["fit"], result["update"]
-    rows = ["| constant masks (housing MLP) | epoch (ms) | over plain fit |",
-            "| --- | ---: | ---: |"]
+    step = fit["step"]
+    rows = ["| constant masks (housing MLP) | epoch (ms) | over plain fit | train step alone "
+            "(us) | over plain step | ops in the step | ops added to the plain step |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     for name, ms in fit["epoch_ms"].items():
-        rows.append(f"| {name} | {ms:.1f} | {fit['ratio'][name]:.3f}x |")
+        added = step["added_ops"].get(name)
+        added = ", ".join(f"{n} {op}" for op, n in added.items()) if added else "-"
+        rows.append(f"| {name} | {ms:.1f} | {fit['ratio'][name]:.3f}x | {step['us'][name]:.0f} "
+                    f"| {step['ratio'][name]:.3f}x | {step['ops'][name]} | {added} |")
     rows += ["", f"| one update, {update['weights']:,} weights in {update['layers']} layers | "
              "median (ms) |", "| --- | ---: |"]
     for name, ms in update["ms"].items():

@@ -254,6 +254,8 @@ def main(argv=None) -> dict:
 
     test_errors = {
         "persistence": errors(data.x_test[:, -1, :1], data.y_test, data),
+        # The training mean for every hour (0 in standardized units).
+        "mean": errors(np.zeros_like(data.y_test), data.y_test, data),
         "dense": errors(out_dense, data.y_test, data),
         "pruned": errors(out_stripped, data.y_test, data),
         "shrunk": errors(out_shrunk, data.y_test, data),

@@ -337,8 +337,15 @@ def main(argv=None) -> dict:
             right=[2, 3, 4],
         )
     )
+    # The trivial baseline a model must beat: every house priced at the
+    # training set's median price.
+    median_price = float(np.median(datasets.to_dollars(data.y_train, data)))
+    median_err = datasets.to_dollars(data.y_test, data) - median_price
     summary = {
         "quick": args.quick,
+        "median_predictor": {"price": median_price,
+                             "mae": float(np.mean(np.abs(median_err))),
+                             "rmse": float(np.sqrt(np.mean(median_err**2)))},
         "target_sparsity": args.sparsity,
         "tolerance": args.tolerance,
         "train_rows": len(x_train),

@@ -190,3 +190,30 @@ def test_cost_gives_a_ratio_from_timed_epochs():
     assert len(rec["dense_epoch_s"]) == len(rec["pruned_epoch_s"]) == 2
     expected = np.median(rec["pruned_epoch_s"]) / np.median(rec["dense_epoch_s"])
     assert rec["ratio"] == pytest.approx(expected)
+
+
+def test_repeated_cost_decides_only_where_the_ranges_do_not_overlap():
+    from benchmarks import cost
+    from tools import cost_tables
+
+    def record(framework, every, ratio, repeat):
+        return {"task": "housing", "framework": framework, "every": every, "ratio": ratio,
+                "repeat": repeat, "steps_per_epoch": 113,
+                "dense_epoch_s": [0.1, 0.1], "pruned_epoch_s": [0.1 * ratio] * 2}
+
+    records = []
+    for repeat, (a, b, c, d) in enumerate([(1.0, 1.2, 1.1, 1.15), (1.02, 1.3, 1.3, 1.2),
+                                           (1.01, 1.25, 1.2, 1.0)]):
+        records += [record("tfprune", 1, a, repeat), record("tfmot", 1, b, repeat),
+                    record("tfprune", "constant", c, repeat), record("tfmot", "constant", d,
+                                                                     repeat)]
+    summary = {(r["framework"], r["every"]): r["ratio"] for r in cost.aggregate(records)}
+    assert summary[("tfprune", 1)] == {"median": 1.01, "min": 1.0, "max": 1.02, "n": 3}
+    result = {"tasks": {"housing": "MLP"}, "settings": [1, "constant"],
+              "summary": cost.aggregate(records)}
+    text = cost_tables.table(result)
+    assert "| MLP | every step | 1.01 [1.00-1.02] | 1.25 [1.20-1.30] | tfprune lower |" in text
+    assert "| MLP | constant masks | 1.20 [1.10-1.30] | 1.15 [1.00-1.20] | undecided" in text
+    one = {"tasks": {"housing": "MLP"}, "settings": [1],
+           "summary": cost.aggregate([r for r in records if r["repeat"] == 0])}
+    assert "fewer than 3 repeats" in cost_tables.table(one)
