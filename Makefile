@@ -35,7 +35,7 @@ JAX_TESTS ?= tests/backends tests/project/test_backend_seam.py tests/masks/test_
 # Worker processes of the TensorFlow pass (pytest-xdist); 0 runs it in one.
 PYTEST_WORKERS ?= 2
 
-.PHONY: install test test-all test-models test-torch demo docs bench bench-quick bench-env clean
+.PHONY: install test test-all test-models test-torch test-keras-range demo docs bench bench-quick bench-env clean
 
 install: $(STAMP)
 
@@ -91,6 +91,18 @@ $(TORCH_VENV)/.installed: setup.cfg pyproject.toml
 
 test-torch: $(TORCH_VENV)/.installed
 	KERAS_BACKEND=torch TF_CPP_MIN_LOG_LEVEL=3 $(TORCH_VENV)/bin/python -m pytest $(TORCH_TESTS) $(PYTEST_ARGS)
+
+# The oldest Keras of the range setup.cfg pins, put in front of the
+# installed one: the internals tfprune relies on (tests/project/
+# test_keras_internals.py), the backend seam and the training callback.
+KERAS_OLDEST ?= 3.12.0
+KERAS_OLDEST_DIR ?= .keras-$(KERAS_OLDEST)
+test-keras-range: $(STAMP)
+	test -d $(KERAS_OLDEST_DIR) || $(PY) -m pip install --quiet --no-deps --target $(KERAS_OLDEST_DIR) keras==$(KERAS_OLDEST)
+	PYTHONPATH=$(KERAS_OLDEST_DIR) TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -n $(PYTEST_WORKERS) \
+		tests/project/test_keras_internals.py tests/project/test_backend_seam.py \
+		tests/training/test_callback.py tests/training/test_subclassed.py \
+		tests/training/test_graph_models.py $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) examples/house_prices.py

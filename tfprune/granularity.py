@@ -218,7 +218,7 @@ class Block(Granularity):
         self.block_shape = tuple(int(b) for b in block_shape)
         self.reduction = _check_reduction(reduction, ("mean", "sum", "max"))
 
-    def _layout(self, shape):
+    def _tiling(self, shape):
         if len(self.block_shape) > len(shape):
             raise ValueError(
                 f"`block_shape` {self.block_shape} has more axes than the tensor "
@@ -230,7 +230,7 @@ class Block(Granularity):
 
     def _to_blocks(self, x, shape, pad_value=0.0):
         """(n_blocks, block_size) view of `x`, padded to whole blocks."""
-        block, grid = self._layout(shape)
+        block, grid = self._tiling(shape)
         pads = [(0, g * b - d) for d, b, g in zip(shape, block, grid)]
         x = ops.pad(_f32(x), pads, constant_values=pad_value)
         inter = [v for g, b in zip(grid, block) for v in (g, b)]
@@ -254,7 +254,7 @@ class Block(Granularity):
 
     def _mask_one(self, scores, count, prev):
         shape = tuple(scores.shape)
-        block, grid = self._layout(shape)
+        block, grid = self._tiling(shape)
         total, _, alive = self._block_scores(scores, prev, shape)
         keep = lowest_k_mask(total[None], count, None if alive is None else alive[None])
         keep = ops.reshape(keep, grid)
@@ -270,7 +270,7 @@ class Block(Granularity):
 
     def count(self, group, shapes, sparsity) -> int:
         (sl,) = group.slices
-        _, grid = self._layout(self._gate_shape(_shape_of(shapes, sl.tensor), sl.gates))
+        _, grid = self._tiling(self._gate_shape(_shape_of(shapes, sl.tensor), sl.gates))
         return num_pruned(math.prod(grid), self.check(sparsity))
 
     def _mask_for(self, scores, count, previous_mask, gates):
@@ -294,7 +294,7 @@ class Block(Granularity):
 
     def item_sizes(self, group, shapes):
         (sl,) = group.slices
-        block, grid = self._layout(self._gate_shape(_shape_of(shapes, sl.tensor), sl.gates))
+        block, grid = self._tiling(self._gate_shape(_shape_of(shapes, sl.tensor), sl.gates))
         shape = self._gate_shape(_shape_of(shapes, sl.tensor), sl.gates)
         per_axis = [np.minimum(b, d - np.arange(g) * b) for d, b, g in zip(shape, block, grid)]
         sizes = per_axis[0]
@@ -378,7 +378,7 @@ class NM(Granularity):
         turned = ops.all(ops.logical_not(ops.isfinite(values)), axis=1)
         return idx, ops.where(turned, -np.inf, cost), turned
 
-    def _layout(self, shape):
+    def _tiling(self, shape):
         """`(moved, pad, n_groups, free)` of a tensor of `shape`."""
         axis = self._axis(len(shape))
         moved = tuple(d for i, d in enumerate(shape) if i != axis % len(shape)) \
@@ -392,7 +392,7 @@ class NM(Granularity):
     def count(self, group, shapes, sparsity) -> int:
         (sl,) = group.slices
         sparsity = self.check(sparsity)
-        _, _, n_groups, free = self._layout(_shape_of(shapes, sl.tensor))
+        _, _, n_groups, free = self._tiling(_shape_of(shapes, sl.tensor))
         return free + int(round((n_groups - free) * sparsity / self.max_sparsity))
 
     def _mask_for(self, scores, count, previous_mask, gates):

@@ -312,7 +312,7 @@ SITES = [
      [f"{SE}::test_block_reduction_is_mean_sum_or_max"]),
     ("granularity.py:Block.__init__", "`block_shape` must be a non-empty tuple",
      ["strategies/test_granularity.py::test_block_rejects_bad_shapes"]),
-    ("granularity.py:Block._layout", "has more axes than the tensor",
+    ("granularity.py:Block._tiling", "has more axes than the tensor",
      ["strategies/test_granularity.py::test_block_rejects_bad_shapes"]),
     ("granularity.py:NM.__init__#TypeError", "rule",
      [f"{SE}::test_nm_n_and_m_are_integers_with_n_below_m"]),

@@ -37,6 +37,7 @@ import math
 import keras
 import numpy as np
 
+from tfprune._base import keras_internals
 from tfprune._base import walk
 from tfprune._base.graph import is_graph_model
 
@@ -98,7 +99,7 @@ class ChannelUnion:
 # ----------------------------------------------------------- graph helpers
 def graph_view(model):
     """The Functional graph of a Sequential or Functional model."""
-    return model._functional if isinstance(model, keras.Sequential) else model
+    return keras_internals.sequential_graph(model)
 
 
 def last_dim(tensor):
@@ -115,11 +116,11 @@ def data_tensors(node) -> list:
 
 def graph_nodes(model) -> list:
     """The calls (Keras nodes) of a graph model, inputs first, model inputs left out."""
-    view = graph_view(model)
+    by_depth = keras_internals.nodes_by_depth(graph_view(model))
     return [
         node
-        for depth in sorted(view._nodes_by_depth, reverse=True)
-        for node in view._nodes_by_depth[depth]
+        for depth in sorted(by_depth, reverse=True)
+        for node in by_depth[depth]
         if node.operation is not None and not node.is_input
     ]
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import keras
 
-try:  # Keras keeps the class private; only `isinstance` checks need it.
-    from keras.src.models.functional import Functional as _Functional
-except ImportError:  # pragma: no cover - future Keras layouts
-    _Functional = None
-
+from tfprune._base import keras_internals
 from tfprune._base import walk
 from tfprune._base.validation import received
 
@@ -19,7 +16,8 @@ def is_graph_model(model) -> bool:
     """True for Sequential and Functional models (rebuilt by cloning)."""
     if isinstance(model, keras.Sequential):
         return True
-    return _Functional is not None and type(model) is _Functional
+    functional = keras_internals.functional_class()
+    return functional is not None and type(model) is functional
 
 
 def is_graph_subclass(model) -> bool:
@@ -31,11 +29,12 @@ def is_graph_subclass(model) -> bool:
     place changes nothing: it must be copied like a Functional model. A
     subclass that overrides `call` computes something else and is not one.
     """
+    functional = keras_internals.functional_class()
     return (
-        _Functional is not None
-        and isinstance(model, _Functional)
-        and type(model) is not _Functional
-        and getattr(type(model), "call", None) is _Functional.call
+        functional is not None
+        and isinstance(model, functional)
+        and type(model) is not functional
+        and getattr(type(model), "call", None) is functional.call
     )
 
 
@@ -146,7 +145,7 @@ def copy_graph_model(model, clone_function=None, paths=None):
         The new model.
     """
     shared = []
-    copy = keras.models.clone_model(
+    copy = clone_model(
         model, clone_function=lambda layer: _copy_or_share(layer, shared), recursive=True
     )
     if shared and is_graph_subclass(model):
@@ -167,11 +166,31 @@ def copy_graph_model(model, clone_function=None, paths=None):
             paths.setdefault(id(layer), path)  # a shared layer: where it is first met
     if clone_function is not None:
         # Re-wire the copy around the replacements; layers are reused, not copied.
-        copy = keras.models.clone_model(
-            copy, clone_function=_layers_only(clone_function), recursive=True
-        )
+        copy = clone_model(copy, clone_function=_layers_only(clone_function), recursive=True)
     warn_if_class_lost(model, copy, stacklevel=3)
     return copy
+
+
+def clone_model(model, clone_function=None, recursive=False):
+    """`keras.models.clone_model`, the same on every supported Keras.
+
+    A graph subclass whose constructor cannot take `(inputs, outputs,
+    name)` is cloned as a plain Functional model of its graph (Keras 3.12
+    calls such a constructor with those arguments and fails; later releases
+    make the plain model themselves).
+    """
+    if is_graph_subclass(model) and not _takes_graph_arguments(type(model)):
+        model = keras.Model(model.input, model.output, name=model.name)
+    return keras.models.clone_model(model, clone_function=clone_function, recursive=recursive)
+
+
+def _takes_graph_arguments(cls) -> bool:
+    """Whether `cls(inputs, outputs, name=...)` can be called at all."""
+    try:
+        inspect.signature(cls.__init__).bind(None, None, None, name=None)
+    except TypeError:
+        return False
+    return True
 
 
 def _copy_weights(model, copy) -> None:
@@ -211,8 +230,7 @@ def replace_children(model, replace) -> int:
     Attributes holding a tracked sub-layer, or a list/dict of them, are
     visited. Returns the number of layers replaced.
     """
-    tracker = model._tracker
-    tracked = {id(layer) for layer in model._layers}
+    tracked = {id(layer) for layer in keras_internals.tracked_layers(model)}
     # One replacement per layer, however many places refer to it (an
     # attribute and the checkpoint-dependency dict both hold it).
     replaced = {}
@@ -229,12 +247,12 @@ def replace_children(model, replace) -> int:
         new = replace(old)
         replaced[id(old)] = new
         if new is not old:
-            tracker.replace_tracked_value("layers", old, new)
+            keras_internals.replace_tracked_layer(model, old, new)
             count += 1
         return new
 
     for attr, value in list(vars(model).items()):
-        if attr == "_layers":
+        if attr == keras_internals.TRACKED_LAYERS_ATTR:
             continue
         if isinstance(value, keras.layers.Layer):
             new = swap(value)

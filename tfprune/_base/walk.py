@@ -24,6 +24,8 @@ import sys
 
 import keras
 
+from tfprune._base import keras_internals
+
 __all__ = [
     "PrunableWeight", "register_prunable_layer", "prunable_weights", "walk",
     "register_transparent", "unwrap", "relative_path",
@@ -173,7 +175,7 @@ class PrunableWeight:
 
 def children(layer) -> list:
     """Direct sub-layers of `layer`, in tracking order."""
-    return list(layer._flatten_layers(include_self=False, recursive=False))
+    return keras_internals.flatten_layers(layer, include_self=False, recursive=False)
 
 
 def own_weights(layer) -> list:

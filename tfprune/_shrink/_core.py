@@ -7,10 +7,12 @@ import warnings
 import keras
 import numpy as np
 
+from tfprune._base import keras_internals
 from tfprune._base.channels import data_tensors
 from tfprune._base.channels import graph_nodes
 from tfprune._base.channels import graph_view as _graph_view
 from tfprune._base.channels import last_dim as _last_dim
+from tfprune._base.graph import clone_model
 from tfprune._base.graph import is_graph_model
 from tfprune._base.validation import received
 from tfprune._shrink._graph import LayerPlan
@@ -183,7 +185,7 @@ def _rebuild(model, graph: UnitGraph):
         done.append((layer, rebuilt.layer, rebuilt.arrays))
         return rebuilt.layer
 
-    new_model = keras.models.clone_model(model, clone_function=clone)
+    new_model = clone_model(model, clone_function=clone)
     for old, new, arrays in done:
         if new is old or arrays is None:
             continue
@@ -198,7 +200,7 @@ def _rebuild(model, graph: UnitGraph):
 def _random_inputs(model, seed: int = 0):
     rng = np.random.default_rng(seed)
     view = _graph_view(model)
-    struct = getattr(view, "_inputs_struct", view.inputs)
+    struct = keras_internals.inputs_struct(view, view.inputs)
     tensors = keras.tree.flatten(struct)
     arrays = []
     for x in tensors:
@@ -207,7 +209,7 @@ def _random_inputs(model, seed: int = 0):
             high = min(
                 [
                     node.operation.input_dim
-                    for nodes in view._nodes_by_depth.values()
+                    for nodes in keras_internals.nodes_by_depth(view).values()
                     for node in nodes
                     if isinstance(node.operation, keras.layers.Embedding)
                     and any(t is x for t in node.input_tensors)

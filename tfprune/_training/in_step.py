@@ -25,6 +25,7 @@ import math
 
 import numpy as np
 
+from tfprune._base import keras_internals
 from tfprune._base import backend
 
 #: Largest counts table (steps x groups) built; longer schedules update
@@ -102,8 +103,7 @@ class _Cohort:
         # train step holds one call to it. Inlined, its few hundred ops per
         # layer join the train step's graph, which then trains markedly
         # slower on a many-layer model even when no update is due.
-        self._assign = tf.function(update._assign_masks, autograph=False,
-                                   experimental_attributes={"_noinline": True})
+        self._assign = keras_internals.noinline_function(update._assign_masks)
 
     def _host_zeros(self, zeros):
         return np.asarray([zeros[id(v)] if c else 0
@@ -171,7 +171,7 @@ class InStep:
                                         tf.cast(zeros, tf.float64) / max(self.total, 1))
             return logs
 
-        model.train_function = model._make_function(train_step)
+        model.train_function = keras_internals.make_train_function(model, train_step)
 
     def failed(self) -> list:
         """The cohorts whose last update met a weight with NaN or inf."""

@@ -14,17 +14,20 @@ import re
 import keras
 
 from tfprune._base import backend
+from tfprune._base import keras_internals
 from tfprune._masks.core import apply_mask
 from tfprune.strategies._structure import recurrent_biases
 
 
-class _MaskConstraint:
+class _MaskConstraint(keras.constraints.Constraint):
     """Variable constraint that zeroes pruned weights after every update.
 
     Keras optimizers apply `variable.constraint` after each step, so weights
     pruned by the mask stay exactly zero in the variable itself; a model
     saved at any moment is as sparse as its masks. A constraint the user set
-    on the variable runs first.
+    on the variable runs first. (A `keras.constraints.Constraint`: Keras
+    3.12 accepts nothing else on a variable. It lives on the variable
+    only, never in a layer's config.)
     """
 
     def __init__(self, mask, inner=None):
@@ -89,11 +92,7 @@ def _lay_out_like(variable, weight) -> None:
     device holds the mask of its own shard, and every update is assigned
     in that layout (`Variable.assign` distributes to `_layout`).
     """
-    layout = getattr(weight, "_layout", None)
-    if layout is None or getattr(variable, "_layout", None) is layout:
-        return
-    variable._layout = layout
-    variable._direct_assign(variable.value)
+    keras_internals.copy_layout(weight, variable)
 
 
 def state_variables(layer) -> list:
@@ -125,9 +124,7 @@ def create_state(layer, pruned, strategy) -> tuple:
         `(masks, pruning_step, slots, original_constraints)`.
     """
     biases = recurrent_biases(pruned) if strategy.granularity.structured else []
-    was_locked = layer._tracker.locked
-    layer._tracker.unlock()
-    try:
+    with keras_internals.unlocked_tracker(layer):
         # Variable order is the save format: masks, step, then extras.
         masks = [_add_state(layer, pw, "mask", "ones") for pw in pruned]
         step = layer.add_weight(
@@ -147,9 +144,6 @@ def create_state(layer, pruned, strategy) -> tuple:
                                         written_by_gradient=True)
             if strategy.regularizer is not None:
                 slot.next_mask = _add_state(layer, slot.weight, "next_mask", "ones")
-    finally:
-        if was_locked:
-            layer._tracker.lock()
     originals = []
     # Where the optimizer cannot see the masks (JAX), pruned weights are
     # held by the forward mask (zero output, zero gradient) and zeroed at

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from tfprune._base.graph import clone_model
 from tfprune._base.graph import copy_graph_model
 from tfprune._base.graph import is_graph_model
 from tfprune._base.graph import is_graph_subclass
@@ -79,7 +80,7 @@ def strip(model):
 
         # Bare operations (`x + y`, `keras.ops` calls) pass through `unwrap`
         # unchanged; `copy_graph_model` then copies every layer and operation.
-        unwrapped = keras.models.clone_model(model, clone_function=unwrap, recursive=True)
+        unwrapped = clone_model(model, clone_function=unwrap, recursive=True)
         warn_if_class_lost(model, unwrapped, stacklevel=2)
         return copy_graph_model(unwrapped)
     _strip_subclassed(model)

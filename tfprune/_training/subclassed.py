@@ -19,8 +19,8 @@ user's class are importable, without `custom_objects`.
 from __future__ import annotations
 
 import keras
-from keras.src.saving import object_registration
 
+from tfprune._base import keras_internals
 from tfprune._base.graph import copy_graph_model
 from tfprune._base.graph import is_graph_model
 from tfprune._base.graph import is_graph_subclass
@@ -47,7 +47,7 @@ class PrunedSubclassedModel:
             "model": {
                 "module": base.__module__,
                 "class_name": base.__name__,
-                "registered_name": object_registration.get_registered_name(base),
+                "registered_name": keras.saving.get_registered_name(base),
                 "config": super().get_config(),
                 "build_config": self.get_build_config(),
             },
@@ -72,20 +72,20 @@ def pruned_class(base: type) -> type:
         cls = type(base.__name__, (PrunedSubclassedModel, base), {"_tfprune_base": base})
         cls.__qualname__ = base.__qualname__
         cls.__module__ = base.__module__
-        object_registration.GLOBAL_CUSTOM_NAMES[cls] = REGISTERED_NAME
+        keras_internals.register_class_name(cls, REGISTERED_NAME)
         _CLASSES[base] = cls
     return _CLASSES[base]
 
 
 def mark(model) -> None:
     """Gives a model pruned in place its pruned class."""
-    model.__class__ = pruned_class(type(model))
+    keras_internals.set_class(model, pruned_class(type(model)))
 
 
 def unmark(model) -> None:
     """Gives a stripped model its own class back."""
     if isinstance(model, PrunedSubclassedModel):
-        model.__class__ = type(model)._tfprune_base
+        keras_internals.set_class(model, type(model)._tfprune_base)
 
 
 # ------------------------------------------------------------ wrapper paths
@@ -108,14 +108,16 @@ def _children(model):
 def _attributes(model):
     """`(name, value)` of the model's own attributes."""
     for attr, value in vars(model).items():
-        # `_layers` lists every sub-layer; TensorFlow's checkpoint
-        # dependencies (`_self_...`) hold them again by name.
-        if attr == "_layers" or attr.startswith("_self_"):
+        # Keras' list of sub-layers and TensorFlow's checkpoint
+        # dependencies hold them again.
+        if keras_internals.is_framework_attribute(attr):
             continue
-        if attr == "_modules" and isinstance(value, dict):
+        modules = keras_internals.torch_modules(attr, value)
+        if modules is not None:
             # PyTorch backend: a layer is a `torch.nn.Module`, which keeps
-            # the modules assigned to its attributes here.
-            yield from ((k, v) for k, v in value.items() if k != "_layers")
+            # the modules assigned to its attributes there.
+            yield from ((k, v) for k, v in modules.items()
+                        if not keras_internals.is_framework_attribute(k))
             continue
         yield attr, value
 

@@ -6,12 +6,12 @@ import inspect
 
 import keras
 from keras import ops
-from keras.src.backend.common.stateless_scope import in_stateless_scope
 
 from tfprune import criteria as criteria_lib
 from tfprune import schedules as schedules_lib
 from tfprune import strategies as strategies_lib
 from tfprune._base import backend
+from tfprune._base import keras_internals
 from tfprune._base import walk
 from tfprune._base.validation import received
 from tfprune._masks.core import apply_mask
@@ -52,7 +52,7 @@ def _builds_from_one_shape(layer) -> bool:
     whose `build` is Keras' default (custom blocks that create sub-layers in
     `__init__`) or takes several shapes (MultiHeadAttention).
     """
-    if getattr(layer.build, "_is_default", False):
+    if keras_internals.has_default_build(layer):
         return False
     params = [
         p
@@ -128,7 +128,7 @@ class PruningWrapper(keras.layers.Wrapper):
             )
         nested = [
             sub.name
-            for sub in layer._flatten_layers(include_self=False)
+            for sub in keras_internals.flatten_layers(layer, include_self=False)
             if isinstance(sub, PruningWrapper)
         ]
         if nested:
@@ -146,8 +146,7 @@ class PruningWrapper(keras.layers.Wrapper):
         self.include = include
         kwargs.setdefault("name", f"pruned_{layer.name}")
         super().__init__(layer, **kwargs)
-        self._call_signature = _call_signature_of(layer)
-        self.call_signature_parameters = list(self._call_signature.parameters)
+        keras_internals.set_call_signature(self, _call_signature_of(layer))
         self._call_passes_training = _accepts(layer.call, "training")
         self.supports_masking = layer.supports_masking
         self.frozen = False
@@ -255,7 +254,7 @@ class PruningWrapper(keras.layers.Wrapper):
         mapping = [(s.weight.variable, self._mapped_value(s, training)) for s in self._slots]
         masked = {id(s.weight.variable) for s in self._slots}
         others = [v for v in self.layer.variables if id(v) not in masked]
-        if in_stateless_scope():
+        if keras_internals.in_stateless_scope():
             # Inside a stateless call (JAX's `fit`, `keras.StatelessScope`):
             # the other variables' values live in the outer scope, which the
             # inner one hides; they are passed on.
@@ -428,6 +427,6 @@ def find_wrappers(model) -> list:
         return [model]
     return [
         layer
-        for layer in model._flatten_layers(include_self=False)
+        for layer in keras_internals.flatten_layers(model, include_self=False)
         if isinstance(layer, PruningWrapper)
     ]

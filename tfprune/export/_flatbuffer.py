@@ -18,10 +18,7 @@ import math
 
 import numpy as np
 
-_SCHEMA_MODULES = (
-    "tensorflow.lite.python.schema_py_generated",
-    "ai_edge_litert.schema_py_generated",
-)
+from tfprune._base import keras_internals
 
 _DTYPES = {
     "FLOAT32": np.float32,
@@ -40,7 +37,7 @@ _DTYPES = {
 
 def schema():
     """The generated TFLite schema module (flatbuffers object API)."""
-    for name in _SCHEMA_MODULES:
+    for name in keras_internals.FLATBUFFER_SCHEMA_MODULES:
         try:
             return importlib.import_module(name)
         except ImportError:

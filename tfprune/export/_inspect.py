@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 
+from tfprune._base import keras_internals
 from tfprune._base.validation import received
 from tfprune.export import _atomic
 from tfprune.export import _flatbuffer
@@ -137,7 +138,7 @@ def _saved_model(path):
         variables = [
             (key, reader.get_tensor(key))
             for key in sorted(reader.get_variable_to_shape_map())
-            if not key.startswith("_CHECKPOINTABLE")
+            if not keras_internals.is_object_graph_key(key)
         ]
     tensors = tuple(
         _row(name, value.shape, value.dtype.name, "dense", value.nbytes, value.size,

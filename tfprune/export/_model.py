@@ -7,6 +7,7 @@ import os
 import keras
 import numpy as np
 
+from tfprune._base import keras_internals
 from tfprune._analysis.report import sparsity_report
 from tfprune._base.validation import received
 from tfprune._training.strip import strip
@@ -67,7 +68,7 @@ def model_sparsity(model) -> float:
 
 def _dict_inputs(model):
     """The dict a Functional model takes as its inputs, or None."""
-    structure = getattr(model, "_inputs_struct", None)
+    structure = keras_internals.inputs_struct(model)
     return structure if isinstance(structure, dict) else None
 
 
@@ -78,7 +79,7 @@ def pack(model, flat):
     with that structure: `model.inputs` flattens it (dict keys sorted), and
     a dict-input model whose keys are not in sorted order rejects a list.
     """
-    structure = getattr(model, "_inputs_struct", None)
+    structure = keras_internals.inputs_struct(model)
     if structure is not None and keras.tree.is_nested(structure):
         return keras.tree.pack_sequence_as(structure, list(flat))
     return flat[0] if len(flat) == 1 else list(flat)
@@ -169,7 +170,7 @@ def user_inputs(value, specs, name, model=None):
 def _vocabulary(model) -> int:
     sizes = [
         layer.input_dim
-        for layer in model._flatten_layers(include_self=True)
+        for layer in keras_internals.flatten_layers(model)
         if isinstance(layer, keras.layers.Embedding)
     ]
     return min(sizes) if sizes else 2

@@ -14,13 +14,15 @@ import contextlib
 
 import keras
 
+from tfprune._base import keras_internals
+
 
 def recurrent_layers(model) -> list:
     """Every `keras.layers.RNN` in `model`, nested ones and those inside
     `Bidirectional` included."""
     return [
         layer
-        for layer in model._flatten_layers(include_self=True, recursive=True)
+        for layer in keras_internals.flatten_layers(model)
         if isinstance(layer, keras.layers.RNN)
     ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tfprune._base import keras_internals
 from tfprune._base import walk
 from tfprune.export import _atomic
 from tfprune.export import _backend
@@ -48,7 +49,7 @@ def write(model, specs, directory: str, batch_size=None, for_conversion=False) -
             return model(_model.pack(model, list(inputs)), training=False)
 
     # The object Keras' exporter uses too (it keeps `loaded.variables`).
-    module = tf.__internal__.tracking.AutoTrackable()
+    module = keras_internals.trackable_root()
     module.variables = list(model.variables)
     module.serve = serve
     tf.saved_model.save(module, directory, signatures={"serving_default": serve})

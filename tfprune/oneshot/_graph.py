@@ -23,6 +23,7 @@ import dataclasses
 
 import keras
 
+from tfprune._base import keras_internals
 from tfprune._base import walk
 from tfprune._base.channels import graph_view
 from tfprune._base.graph import is_graph_model
@@ -102,9 +103,9 @@ class Program:
             self.alias[key] = to
 
     def _add(self, model):
-        view = graph_view(model)
-        for depth in sorted(view._nodes_by_depth, reverse=True):
-            for node in view._nodes_by_depth[depth]:
+        by_depth = keras_internals.nodes_by_depth(graph_view(model))
+        for depth in sorted(by_depth, reverse=True):
+            for node in by_depth[depth]:
                 if node.operation is None or node.is_input:
                     continue
                 op = node.operation

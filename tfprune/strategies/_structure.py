@@ -23,6 +23,7 @@ import dataclasses
 
 import keras
 
+from tfprune._base import keras_internals
 from tfprune._base import walk
 from tfprune._base.channels import ChannelUnion
 from tfprune._base.channels import channel_dependencies
@@ -188,7 +189,7 @@ def io_layers(model) -> tuple:
         return cache[id(op)]
 
     outputs = getattr(model, "outputs", None) or []
-    if not outputs or not all(hasattr(t, "_keras_history") for t in outputs):
+    if not outputs or not all(keras_internals.keras_history(t) for t in outputs):
         order = [c for c in walk.children(model) if prunable(c)]
         return ({_name(order[0])}, {_name(order[-1])}) if order else (set(), set())
 
@@ -197,8 +198,8 @@ def io_layers(model) -> tuple:
         there if asked); returns True if a model input is reached."""
         reached = False
         for t in tensors:
-            op, node_index, _ = t._keras_history
-            if isinstance(op, keras.layers.InputLayer) or not op._inbound_nodes:
+            op, node_index, _ = keras_internals.keras_history(t)
+            if isinstance(op, keras.layers.InputLayer) or not keras_internals.inbound_nodes(op):
                 reached = True
                 continue
             if prunable(op):
@@ -207,7 +208,7 @@ def io_layers(model) -> tuple:
                     continue
             if (id(op), node_index) not in seen:
                 seen.add((id(op), node_index))
-                node = op._inbound_nodes[node_index]
+                node = keras_internals.inbound_nodes(op)[node_index]
                 reached |= back(node.input_tensors, stop_at_prunable, found, seen)
         return reached
 
@@ -216,6 +217,6 @@ def io_layers(model) -> tuple:
     back(outputs, False, every, set())
     ins = {
         _name(op) for op, i in every
-        if back(op._inbound_nodes[i].input_tensors, True, [], set())
+        if back(keras_internals.inbound_nodes(op)[i].input_tensors, True, [], set())
     }
     return ins, {_name(op) for op, _ in last}

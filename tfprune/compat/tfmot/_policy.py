@@ -14,6 +14,7 @@ import abc
 
 import keras
 
+from tfprune._base import keras_internals
 from tfprune._base import graph
 from tfprune._base.validation import received
 
@@ -54,11 +55,11 @@ def _nodes(model):
     found = {}
 
     def visit(tensor):
-        op, node_index, _ = tensor._keras_history
+        op, node_index, _ = keras_internals.keras_history(tensor)
         if id(op) in found:
             return op
         found[id(op)] = (op, [], [])
-        node = op._inbound_nodes[node_index]
+        node = keras_internals.inbound_nodes(op)[node_index]
         for source in node.input_tensors:
             producer = visit(source)
             if producer not in found[id(op)][1]:
@@ -174,7 +175,7 @@ class PruneForLatencyOnXNNPack(PruningPolicy):
         nodes = _nodes(model)
         producers = {key: p for key, (_, p, _) in nodes.items()}
         consumers = {key: c for key, (_, _, c) in nodes.items()}
-        inputs = [t._keras_history[0] for t in keras.tree.flatten(model.inputs)]
+        inputs = [keras_internals.keras_history(t)[0] for t in keras.tree.flatten(model.inputs)]
         starts, first_convs = self._walk(inputs, consumers, producers)
         if not starts:
             found = "; ".join(f"{_name(c)}: {_why_not_start(c, producers[id(c)])}"
@@ -186,7 +187,8 @@ class PruneForLatencyOnXNNPack(PruningPolicy):
                 "inference starts with that convolution (keras.applications models start with "
                 "padding='same' or with preprocessing layers). "
                 f"Received: model={model.name}")
-        outputs = [t._keras_history[0] for t in keras.tree.flatten(model.outputs)]
+        outputs = [keras_internals.keras_history(t)[0]
+                   for t in keras.tree.flatten(model.outputs)]
         ends, _ = self._walk(outputs, producers, producers,
                              stop=lambda op, _: isinstance(op, L.GlobalAveragePooling2D))
         if not ends:

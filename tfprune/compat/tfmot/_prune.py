@@ -44,7 +44,7 @@ def _clone(model, wrap, policy):
     def pass_operations(op):
         return clone(op) if isinstance(op, keras.layers.Layer) else op
 
-    return keras.models.clone_model(model, clone_function=pass_operations)
+    return graph.clone_model(model, clone_function=pass_operations)
 
 
 def _type_error(to_prune, hint="") -> ValueError:

@@ -16,6 +16,7 @@ import keras
 
 from tfprune import granularity as granularity_lib
 from tfprune import strategies
+from tfprune._base import keras_internals
 from tfprune._base.validation import received
 from tfprune._training.wrapper import PruningWrapper
 from tfprune.compat.tfmot import _schedules
@@ -205,9 +206,9 @@ class PruneLowMagnitude(PruningWrapper):
             kwargs.pop(key, None)
         super().__init__(layer, sparsity, strategy=strategies.Strategy(granularity=granularity),
                          **kwargs)
-        if getattr(self, "_input_shape_arg", None) is None:
+        if keras_internals.input_shape_arg(self) is None:
             # `Dense(20, input_shape=(20,))` as a Sequential's first layer.
-            self._input_shape_arg = getattr(layer, "_input_shape_arg", None)
+            keras_internals.set_input_shape_arg(self, keras_internals.input_shape_arg(layer))
 
     def _prunable_weights(self):
         found = super()._prunable_weights()
