@@ -16,6 +16,7 @@ from tfprune._masks.core import zeros_in
 from tfprune._training import in_step as _in_step
 from tfprune._training import wrapper as _wrapper
 from tfprune._training.update import MaskUpdate
+from tfprune._training.update import is_due
 
 
 def _write_scalar(tag: str, value: float) -> None:
@@ -248,14 +249,8 @@ class PruningCallback(keras.callbacks.Callback):
         if getattr(wrapper, "frozen", False):
             return False
         schedule = wrapper.schedule
-        if step < schedule.begin_step:
-            return False
-        last = self._last[id(wrapper)]
-        if last < 0:
-            return True
-        if last >= schedule.end_step:
-            return False
-        return step - last >= self.update_every or step >= schedule.end_step
+        return bool(is_due(step, self._last[id(wrapper)], schedule.begin_step,
+                           schedule.end_step, self.update_every))
 
     def _any_due(self, step: int) -> bool:
         return any(

@@ -25,8 +25,9 @@ import math
 
 import numpy as np
 
-from tfprune._base import keras_internals
 from tfprune._base import backend
+from tfprune._base import keras_internals
+from tfprune._training.update import is_due
 
 #: Largest counts table (steps x groups) built; longer schedules update
 #: between steps.
@@ -121,8 +122,7 @@ class _Cohort:
         import tensorflow as tf
 
         last = tf.cast(self.last, tf.int64)
-        due = self.enabled & (step >= self.begin) & (
-            (last < 0) | ((last < self.end) & ((step - last >= every) | (step >= self.end))))
+        due = self.enabled & is_due(step, last, self.begin, self.end, every)
 
         def run():
             counts = tf.gather(self.table, tf.minimum(step, self.end) - self.begin)

@@ -29,6 +29,29 @@ from tfprune._masks.core import apply_mask
 from tfprune._masks.core import zeros_in
 
 
+def is_due(step, last, begin, end, every):
+    """Whether masks last updated at step `last` (-1: never) are due for an
+    update at `step`, under a schedule from `begin` to `end` with at least
+    `every` steps between updates: once the schedule has begun, at the first
+    chance, then every `every` steps, and always at the first chance at or
+    after `end` (so the final sparsity is reached then, whatever `every`
+    is); never again after an update at or after `end`.
+
+    The one definition of the rule: the callback applies it to Python ints
+    between steps, the in-step update to tensors inside the compiled train
+    step (`&` and `|` work on both).
+
+    Example:
+
+    >>> [bool(is_due(step, 10, 0, 25, 10)) for step in (15, 20, 25)]
+    [False, True, True]
+    >>> bool(is_due(30, 25, 0, 25, 10))
+    False
+    """
+    return (step >= begin) & (
+        (last < 0) | ((last < end) & ((step - last >= every) | (step >= end))))
+
+
 def _value(variable):
     return ops.convert_to_tensor(variable)
 
@@ -65,18 +88,27 @@ class MaskUpdate:
         self._reset = criterion.reset_after_update
         self._item_shape_cache = None
         self._counts_cache = {}
+        # One path on every backend: the update is the pure function
+        # `_new_masks` of the values read from the variables, then its
+        # assignment. On TensorFlow both run in one traced function that
+        # reads and assigns the variables itself (`backend.Stateful`; the
+        # in-step update traces the same `_assign_masks` into the train
+        # step); elsewhere the pure function is compiled (`jax.jit`) and the
+        # assignment follows it.
         if backend.assigns_in_compiled():
+            self._compute = self._new_masks
+            self._compute_items = self._item_scores_of
             self._assign = backend.Stateful(self._assign_masks)
             self._items = backend.Stateful(self._item_scores)
             self._upcoming = backend.Stateful(self._assign_upcoming)
         else:
-            self._pure_masks = backend.compiled(self._new_masks)
-            self._pure_items = backend.compiled(self._item_scores_of)
-            self._assign = self._assign_masks_pure
-            self._items = self._item_scores_pure
-            self._upcoming = self._assign_upcoming_pure
+            self._compute = backend.compiled(self._new_masks)
+            self._compute_items = backend.compiled(self._item_scores_of)
+            self._assign = self._assign_masks
+            self._items = self._item_scores
+            self._upcoming = self._assign_upcoming
 
-    # ---------------------------------------------------------- traced
+    # ------------------------------------------------------------ update
     def _read(self, with_states=True):
         values = [_value(pw.variable) for pw in self.plan.weights]
         previous = [ops.ones(shape) if s is None else _value(s.mask)
@@ -95,9 +127,6 @@ class MaskUpdate:
         return self.plan.masks_for(
             scores, [counts[i] for i in range(len(self.plan.groups))], previous)
 
-    def _item_scores(self, host, step):
-        return self._item_scores_of(host, step, *self._read())
-
     def _item_scores_of(self, host, step, values, previous, states):
         scores = self._scores(values, states, host, step)
         items = self.plan.item_tensors(scores, previous)
@@ -108,33 +137,6 @@ class MaskUpdate:
         return ops.stack([ops.all(ops.isfinite(values[t])) for t in self.changed]) \
             if self.changed else ops.ones((0,), "bool")
 
-    def _assign_masks(self, counts, host, step):
-        values, previous, states = self._read()
-        finite = self._finite(values)
-
-        def assign():
-            masks = self._masks(counts, values, previous, states, host, step)
-            zeros = []
-            for t in self.changed:
-                slot = self.slots[t]
-                slot.mask.assign(ops.cast(masks[t], slot.mask.dtype))
-                variable = slot.weight.variable
-                value = apply_mask(values[t], masks[t])
-                variable.assign(value)
-                zeros.append(zeros_in(value))
-                if self._reset and slot.score is not None:
-                    slot.score.assign(ops.zeros(tuple(slot.score.shape), slot.score.dtype))
-            for variable in self.steps:
-                variable.assign(ops.cast(step, variable.dtype))
-            return ops.stack(zeros) if zeros else ops.zeros((0,), "int32")
-
-        # A diverged weight cannot be ranked: nothing is assigned, and the
-        # caller raises, naming it.
-        zeros = ops.cond(ops.all(finite), assign,
-                         lambda: ops.full((len(self.changed),), -1, "int32"))
-        return zeros, finite
-
-    # -------------------------------------------------- pure (JAX, torch)
     def _new_masks(self, counts, host, step, values, previous, states):
         """`(masks, values, zeros, finite)` of the changed tensors: the
         update as a pure function of the values read from the variables."""
@@ -145,11 +147,9 @@ class MaskUpdate:
         zeros = ops.stack([zeros_in(v) for v in new]) if new else ops.zeros((0,), "int32")
         return masks, new, zeros, finite
 
-    def _assign_masks_pure(self, counts, host, step):
-        values, previous, states = self._read()
-        masks, new, zeros, finite = self._pure_masks(counts, host, step, values, previous, states)
-        if not bool(np.all(ops.convert_to_numpy(finite))):
-            return ops.full((len(self.changed),), -1, "int32"), finite
+    def _write(self, masks, new, zeros, step):
+        """Assigns an update's masks, zeroed weights and step; reset
+        scores. Returns `zeros`."""
         for t, mask, value in zip(self.changed, masks, new):
             slot = self.slots[t]
             slot.mask.assign(ops.cast(mask, slot.mask.dtype))
@@ -158,27 +158,42 @@ class MaskUpdate:
                 slot.score.assign(ops.zeros(tuple(slot.score.shape), slot.score.dtype))
         for variable in self.steps:  # one buffer each: JAX donates them to `fit`
             variable.assign(ops.copy(ops.cast(step, variable.dtype)))
-        return zeros, finite
+        return zeros
 
-    def _item_scores_pure(self, host, step):
-        return self._pure_items(host, step, *self._read())
+    def _assign_masks(self, counts, host, step):
+        """`(zeros, finite)`: the update, assigned unless a changed weight
+        holds NaN or inf (then nothing is, and `zeros` is all -1: a
+        diverged weight cannot be ranked; the caller raises, naming it)."""
+        values, previous, states = self._read()
+        failed = ops.full((len(self.changed),), -1, "int32")
+        if backend.assigns_in_compiled():
+            # Traced: the update runs in the branch of the graph that the
+            # check takes (computed before the branch, its results would be
+            # fed into it, which costs the call about a tenth here).
+            def update():
+                masks, new, zeros, _ = self._compute(counts, host, step, values, previous,
+                                                     states)
+                return self._write(masks, new, zeros, step)
 
-    def _assign_upcoming_pure(self, counts, host, step):
+            finite = self._finite(values)
+            return ops.cond(ops.all(finite), update, lambda: failed), finite
+        masks, new, zeros, finite = self._compute(counts, host, step, values, previous, states)
+        if not bool(np.all(ops.convert_to_numpy(finite))):
+            return failed, finite
+        return self._write(masks, new, zeros, step), finite
+
+    def _item_scores(self, host, step):
+        return self._compute_items(host, step, *self._read())
+
+    def _assign_upcoming(self, counts, host, step):
+        """Stores the masks the next update will give in the slots'
+        `next_mask` (for a regularizer's penalty)."""
         values, previous, states = self._read(with_states=not self._reset)
-        masks, _, _, _ = self._pure_masks(counts, host, step, values, previous, states)
+        masks, _, _, _ = self._compute(counts, host, step, values, previous, states)
         for t, mask in zip(self.changed, masks):
             slot = self.slots[t]
             if slot.next_mask is not None:
                 slot.next_mask.assign(ops.cast(mask, slot.next_mask.dtype))
-        return ops.zeros(())
-
-    def _assign_upcoming(self, counts, host, step):
-        values, previous, states = self._read(with_states=not self._reset)
-        masks = self._masks(counts, values, previous, states, host, step)
-        for t in self.changed:
-            slot = self.slots[t]
-            if slot.next_mask is not None:
-                slot.next_mask.assign(ops.cast(masks[t], slot.next_mask.dtype))
         return ops.zeros(())
 
     # ------------------------------------------------------------ host
