@@ -188,8 +188,7 @@ def _update_parts(quick: bool) -> dict:
         update(schedule(step), step=step, final_sparsity=schedule.final_sparsity)
 
     step_t = tf.constant(5, "int64")
-    counts = {step: tf.convert_to_tensor(update._counts(schedule(step), schedule.final_sparsity,
-                                                        None, step_t))
+    counts = {step: tf.convert_to_tensor(update.counts(schedule(step), schedule.final_sparsity))
               for step in range(end)}
 
     def compiled():

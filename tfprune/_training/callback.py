@@ -363,10 +363,12 @@ class PruningCallback(keras.callbacks.Callback):
         if self.in_step is False or (
                 self.in_step == "auto" and self.update_every > _in_step.AUTO_MAX_EVERY):
             return
-        reason = _in_step.ineligible(self)
+        reason = _in_step.ineligible(self.model, self.params, self.log_dir, self._cohorts)
         if reason is None:
-            self._in_step = _in_step.InStep(self)
-            self._in_step.sync(counted=True)
+            self._in_step = _in_step.InStep(
+                self.model, self._cohorts, [self._mask_update(c) for c in self._cohorts],
+                self._zeros, self._wrappers, self.update_every)
+            self._in_step.sync(self._zeros)
         elif self.in_step is True:
             raise ValueError(
                 f"`in_step=True`, but the mask update cannot run inside the train step: "
@@ -381,7 +383,7 @@ class PruningCallback(keras.callbacks.Callback):
         if restored:
             self._resync()
         if self._in_step is not None:  # frozen flags (and fresh counts) to the device
-            self._in_step.sync(counted=restored)
+            self._in_step.sync(self._zeros if restored else None)
 
     def on_train_batch_end(self, batch, logs=None):
         # `batch` is the index of the last step of this batch in the epoch
@@ -431,7 +433,7 @@ class PruningCallback(keras.callbacks.Callback):
             self._synced = True
             if self._step() != self._clock + 1:
                 self._resync()
-                self._in_step.sync(counted=True)
+                self._in_step.sync(self._zeros)
                 if logs is not None:
                     logs["sparsity"] = self.sparsity
                 return

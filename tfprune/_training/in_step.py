@@ -42,13 +42,13 @@ MAX_TABLE = 1 << 22
 AUTO_MAX_EVERY = 5
 
 
-def ineligible(callback) -> str | None:
-    """Why the update cannot run inside `callback.model`'s train step, or
-    None if it can."""
-    model = callback.model
+def ineligible(model, params, log_dir, cohorts) -> str | None:
+    """Why the update cannot run inside `model`'s train step, or None if it
+    can (`params`: the callback's, from `fit`; `cohorts`: the callback's
+    cohorts, each with `plan` and `schedule`)."""
     if not backend.update_in_train_step():
         return f"it runs on the TensorFlow backend only (this is '{backend.name()}')"
-    if "epochs" not in (callback.params or {}):
+    if "epochs" not in (params or {}):
         return "it runs inside `fit` only (a custom loop calls the callback's hooks itself)"
     import tensorflow as tf
 
@@ -58,9 +58,9 @@ def ineligible(callback) -> str | None:
         return "it does not run in an XLA-compiled train step (`jit_compile=True`)"
     if int(getattr(model, "steps_per_execution", 1) or 1) != 1:
         return "it needs `steps_per_execution=1`"
-    if callback.log_dir is not None:
+    if log_dir is not None:
         return "per-layer TensorBoard scalars (`log_dir`) are written from the host"
-    for cohort in callback._cohorts:
+    for cohort in cohorts:
         strategy = cohort.plan.strategy
         if strategy.allocation.needs_scores:
             return (f"{type(strategy.allocation).__name__} allocation ranks the items of "
@@ -87,14 +87,15 @@ class _Cohort:
         schedule = cohort.schedule
         self.cohort, self.update = cohort, update
         self.begin, self.end = schedule.begin_step, schedule.end_step
-        table = [update._counts(schedule(t), schedule.final_sparsity, None, None)
+        table = [update.counts(schedule(t), schedule.final_sparsity)
                  for t in range(self.begin, self.end + 1)]
         groups = len(cohort.plan.groups)
         self.table = tf.constant(np.asarray(table, np.int32).reshape(-1, groups))
-        self.variables = [update.slots[t].weight.variable for t in update.changed]
+        slots = update.changed_slots
+        self.variables = [slot.weight.variable for slot in slots]
         # Masked but not counted (recurrent biases under `Units`): not in
         # the sparsity.
-        self.counted = [update.slots[t].counted for t in update.changed]
+        self.counted = [slot.counted for slot in slots]
         self.weights = tf.constant(np.asarray(self.counted, np.int32))
         self.zeros = tf.Variable(self._host_zeros(zeros), trainable=False, dtype=tf.int32)
         self.enabled = tf.Variable(True, trainable=False)
@@ -104,7 +105,7 @@ class _Cohort:
         # train step holds one call to it. Inlined, its few hundred ops per
         # layer join the train step's graph, which then trains markedly
         # slower on a many-layer model even when no update is due.
-        self._assign = keras_internals.noinline_function(update._assign_masks)
+        self._assign = keras_internals.noinline_function(update.traced_update)
 
     def _host_zeros(self, zeros):
         return np.asarray([zeros[id(v)] if c else 0
@@ -139,20 +140,27 @@ class _Cohort:
 
 
 class InStep:
-    """The train function of `callback.model`, with the updates inside."""
+    """The train function of `model`, with the mask updates inside.
 
-    def __init__(self, callback):
-        self.callback = callback
-        model = callback.model
-        known = callback._zeros
-        self.cohorts = [_Cohort(c, callback._mask_update(c), known) for c in callback._cohorts]
+    Args:
+        model: the model being trained by `fit`.
+        cohorts: the callback's cohorts (`wrappers`, `plan`, `schedule`).
+        updates: their `MaskUpdate`s, aligned with `cohorts`.
+        zeros: `{id(variable): zeros}` of every pruned weight, as the host
+            counted them.
+        wrappers: every `PruningWrapper` of the model.
+        every: the callback's `update_every`.
+    """
+
+    def __init__(self, model, cohorts, updates, zeros, wrappers, every):
+        self.cohorts = [_Cohort(c, u, zeros) for c, u in zip(cohorts, updates)]
         changed = {id(v) for c in self.cohorts for v in c.variables}
-        self.fixed_zeros = sum(z for k, z in known.items() if k not in changed)
+        self.fixed_zeros = sum(z for k, z in zeros.items() if k not in changed)
+        self.wrappers = list(wrappers)
         self.total = sum(math.prod(tuple(pw.variable.shape))
-                         for w in callback._wrappers for pw in w.pruned_weights)
+                         for w in self.wrappers for pw in w.pruned_weights)
         self.model = model
         base = model.train_step
-        every = callback.update_every
 
         def train_step(data):
             import tensorflow as tf
@@ -177,11 +185,12 @@ class InStep:
         """The cohorts whose last update met a weight with NaN or inf."""
         return [c.cohort for c in self.cohorts if bool(c.failed.numpy())]
 
-    def sync(self, counted: bool):
-        """Frozen flags to the device; with `counted`, the host's fresh
-        zero counts too (at train begin, after a restore)."""
+    def sync(self, zeros=None):
+        """Frozen flags to the device; with `zeros` (`{id(variable):
+        zeros}`), the host's fresh zero counts too (at train begin, after a
+        restore)."""
         for cohort in self.cohorts:
-            cohort.sync(self.callback._zeros if counted else None)
+            cohort.sync(zeros)
 
     def read_back(self) -> tuple:
         """`({id(variable): zeros}, {id(wrapper): last update step})` as
@@ -192,7 +201,7 @@ class InStep:
             for v, z, counted in zip(cohort.variables, values, cohort.counted):
                 if counted:
                     zeros[id(v)] = int(z)
-        last = {id(w): int(w.pruning_step.numpy()) for w in self.callback._wrappers}
+        last = {id(w): int(w.pruning_step.numpy()) for w in self.wrappers}
         return zeros, last
 
     def uninstall(self):

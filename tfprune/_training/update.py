@@ -201,6 +201,29 @@ class MaskUpdate:
         host = self.plan.host_scores([pw.variable for pw in self.plan.weights], step)
         return None if host is None else [ops.convert_to_tensor(h) for h in host]
 
+    # ------------------------------------------------------------ public
+    def counts(self, sparsity, final_sparsity=None, step=0) -> np.ndarray:
+        """Items each group of the plan loses at an overall `sparsity`, at
+        training `step` (host side; an allocation that ranks scores across
+        tensors, `Global`, reads the weights for it)."""
+        if not self._needs_items:
+            return self._counts(sparsity, final_sparsity, None, None)
+        return self._counts(sparsity, final_sparsity, self._host(step),
+                            self._tensor(step, backend.step_dtype()))
+
+    @property
+    def changed_slots(self) -> list:
+        """The `Slot`s an update assigns, in the order of its zero counts."""
+        return [self.slots[t] for t in self.changed]
+
+    @property
+    def traced_update(self):
+        """`(counts, host, step) -> (zeros, finite)`: the update with its
+        assignment, to be traced into another compiled function
+        (TensorFlow; `zeros` is all -1 when a weight holds NaN or inf and
+        nothing was assigned)."""
+        return self._assign_masks
+
     @staticmethod
     def _tensor(x, dtype=None):
         """`x` as the compiled update takes it: numpy on TensorFlow (made a
