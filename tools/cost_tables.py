@@ -13,15 +13,15 @@ fails when a page and the JSON disagree. Run from the repository root:
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 
 try:  # imported as `tools.<name>` (tests), or run as a script from tools/
-    from tools._blocks import update_page
+    from tools._blocks import render_pages
+    from tools._blocks import saved_block
 except ImportError:
-    from _blocks import update_page
+    from _blocks import render_pages
+    from _blocks import saved_block
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGES = [os.path.join(ROOT, name) for name in ("README.md", os.path.join("docs", "BENCHMARKS.md"))]
@@ -99,19 +99,11 @@ def render(result: dict) -> str:
 
 def load_block(path: str = JSON) -> str | None:
     """The rendered block of the saved results, or None if there are none."""
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return render(json.load(f))
+    return saved_block(path, render)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if a page is stale")
-    args = parser.parse_args(argv)
-    with open(JSON) as f:
-        block = render(json.load(f))
-    return max(update_page(page, [block], args.check) for page in PAGES)
+    return render_pages(argv, __doc__.split("\n\n")[0], JSON, render, PAGES)
 
 
 if __name__ == "__main__":

@@ -14,15 +14,15 @@ disagree. Run from the repository root:
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 
 try:  # imported as `tools.<name>` (tests), or run as a script from tools/
-    from tools._blocks import update_page
+    from tools._blocks import render_pages
+    from tools._blocks import saved_block
 except ImportError:
-    from _blocks import update_page
+    from _blocks import render_pages
+    from _blocks import saved_block
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGES = [os.path.join(ROOT, "docs", name) for name in ("shrink.md", "BENCHMARKS.md")]
@@ -103,19 +103,11 @@ def _digits(d: dict) -> str:
 
 def load_block(path: str = JSON) -> str | None:
     """The rendered block of the saved results, or None if there are none."""
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return render(json.load(f))
+    return saved_block(path, render)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the page is stale")
-    args = parser.parse_args(argv)
-    with open(JSON) as f:
-        block = render(json.load(f))
-    return max(update_page(page, [block], args.check) for page in PAGES)
+    return render_pages(argv, __doc__.split("\n\n")[0], JSON, render, PAGES)
 
 
 if __name__ == "__main__":

@@ -201,15 +201,19 @@ class MaskUpdate:
         host = self.plan.host_scores([pw.variable for pw in self.plan.weights], step)
         return None if host is None else [ops.convert_to_tensor(h) for h in host]
 
+    def _at(self, step) -> tuple:
+        """`(host scores, step)` of an update at training `step`, as the
+        compiled update takes them."""
+        return self._host(step), self._tensor(step, backend.step_dtype())
+
     # ------------------------------------------------------------ public
     def counts(self, sparsity, final_sparsity=None, step=0) -> np.ndarray:
         """Items each group of the plan loses at an overall `sparsity`, at
         training `step` (host side; an allocation that ranks scores across
         tensors, `Global`, reads the weights for it)."""
-        if not self._needs_items:
+        if not self._needs_items:  # no weights read: the in-step table asks every step
             return self._counts(sparsity, final_sparsity, None, None)
-        return self._counts(sparsity, final_sparsity, self._host(step),
-                            self._tensor(step, backend.step_dtype()))
+        return self._counts(sparsity, final_sparsity, *self._at(step))
 
     @property
     def changed_slots(self) -> list:
@@ -270,8 +274,7 @@ class MaskUpdate:
         Returns:
             `{id(variable): zeros}` for every variable whose mask changed.
         """
-        host = self._host(step)
-        step_t = self._tensor(step, backend.step_dtype())
+        host, step_t = self._at(step)
         counts = self._counts(sparsity, final_sparsity, host, step_t)
         zeros, finite = self._assign(self._tensor(counts), host, step_t)
         zeros = np.asarray(ops.convert_to_numpy(zeros)).reshape(-1)
@@ -287,8 +290,7 @@ class MaskUpdate:
         if upcoming is not None and any(self.slots[t].next_mask is not None
                                         for t in self.changed):
             next_sparsity, next_step = upcoming
-            host = self._host(next_step)
-            step_t = self._tensor(next_step, backend.step_dtype())
+            host, step_t = self._at(next_step)
             counts = self._counts(next_sparsity, final_sparsity, host, step_t)
             self._upcoming(self._tensor(counts), host, step_t)
         return {id(self.slots[t].weight.variable): int(z) for t, z in zip(self.changed, zeros)}
