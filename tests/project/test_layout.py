@@ -5,14 +5,22 @@ foundation (`_base`) -> mask math (`_masks`) -> the public pieces
 runtime (`_training`) -> analysis (`_analysis`) -> one-shot pruning
 (`oneshot`) -> `_shrink` -> `export` -> compatibility layers (`compat`)
 -> the command line. A module may import its own layer and those below.
+
+Above them all, beside the package, `tfprune_cli` parses the command line:
+it imports no module of tfprune (nor Keras, TensorFlow, JAX) at its top, so
+that `tfprune --help` answers at once, and `tfprune.cli` (the commands) only
+to run a command. `tfprune.cli` re-exports its `main`.
 """
 
 import ast
+import configparser
 import pathlib
+import sys
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2] / "tfprune"
+LAUNCHER = ROOT.parent / "tfprune_cli.py"
 LAYERS = [
     ("_base",),
     ("_masks",),
@@ -43,7 +51,9 @@ def _module(path):
 def _imports(path):
     tree = ast.parse(path.read_text())
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tfprune"):
+        if isinstance(node, ast.ImportFrom) and node.module and (
+            node.module == "tfprune" or node.module.startswith("tfprune.")
+        ):
             if node.module == "tfprune":
                 for alias in node.names:
                     yield f"tfprune.{alias.name}", node.lineno
@@ -68,3 +78,34 @@ def test_imports_go_down_only(path):
     mine = _rank(_module(path))
     upward = [(target, line) for target, line in _imports(path) if _rank(target) > mine]
     assert not upward, f"{path.relative_to(ROOT)} imports upward: {upward}"
+
+
+def _launcher_imports():
+    """(module, at the top of the file) of each import of `tfprune_cli`."""
+    tree = ast.parse(LAUNCHER.read_text())
+    top = set(map(id, tree.body))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            yield name, id(node) in top
+
+
+def test_the_launcher_imports_only_the_standard_library_at_its_top():
+    imports = list(_launcher_imports())
+    heavy = [name for name, at_top in imports
+             if at_top and name.split(".")[0] not in sys.stdlib_module_names | {"__future__"}]
+    assert not heavy, f"tfprune_cli.py imports at its top: {heavy}"
+    assert [name for name, at_top in imports if not at_top] == ["tfprune.cli"]
+
+
+def test_setup_cfg_installs_the_launcher_as_the_command():
+    config = configparser.ConfigParser()
+    config.read(ROOT.parent / "setup.cfg")
+    assert config["options"]["py_modules"].split() == ["tfprune_cli"]
+    scripts = config["options.entry_points"]["console_scripts"].strip().splitlines()
+    assert scripts == ["tfprune = tfprune_cli:main"]

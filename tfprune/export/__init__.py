@@ -4,7 +4,7 @@
 import tfprune
 
 final = tfprune.strip(pruned)  # optional: the exporters strip wrappers too
-print(tfprune.export.saved_model(final, "exported/model"))
+print(tfprune.export.saved_model(final, "exported_model"))
 print(tfprune.export.tflite(final, "model.tflite", quantize="dynamic"))
 print(tfprune.export.inspect("model.tflite"))
 ```

@@ -155,9 +155,9 @@ def saved_model(
     Example:
 
     ```python
-    result = tfprune.export.saved_model(pruned, "exported/house_prices")
+    result = tfprune.export.saved_model(pruned, "house_prices_model")
     print(result)                        # size, sparsity, max abs error
-    reloaded = tf.saved_model.load("exported/house_prices")
+    reloaded = tf.saved_model.load("house_prices_model")
     y = reloaded.serve(x)
     ```
     """
