@@ -5,12 +5,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # What the JAX pass of `make test` runs (the TensorFlow pass runs everything):
-# the backend tests, one-shot pruning (the solver against its reference,
+# the backend tests, the in-step update against the update between steps, one-shot pruning (the solver against its reference,
 # exact counts, keras_hub GPT-2, the tiny Shakespeare GPT, the layer views,
 # sequential calibration, fine-tuning and export), two of tfmot's guide
-# programs (tests/compat), the README quickstart and the training examples' quick
-# runs (llm_oneshot's runs in the TensorFlow pass only).
-JAX_TESTS ?= tests/backends tests/project/test_backend_seam.py tests/masks/test_mask_math.py::test_a_mask_that_cannot_change_is_kept_as_it_is \
+# programs (tests/compat), the README quickstart, the doc examples written for
+# JAX, and the training examples' quick runs (llm_oneshot's runs in the
+# TensorFlow pass only).
+JAX_TESTS ?= tests/backends tests/project/test_backend_seam.py tests/training/test_in_step.py tests/masks/test_mask_math.py::test_a_mask_that_cannot_change_is_kept_as_it_is \
 	tests/oneshot/test_oneshot_math.py::test_sparsegpt_matches_the_papers_algorithm \
 	tests/oneshot/test_oneshot_math.py::test_layer_wise_error_sparsegpt_below_wanda_below_magnitude \
 	tests/oneshot/test_oneshot_math.py::test_exact_counts_per_block_and_gate \
@@ -28,6 +29,7 @@ JAX_TESTS ?= tests/backends tests/project/test_backend_seam.py tests/masks/test_
 	tests/compat/test_tfmot_programs.py::test_comprehensive_guide_programs \
 	tests/compat/test_tfmot_api.py::test_polynomial_decay_steps_and_values_are_tfmots \
 	tests/project/test_docs.py::test_readme_quickstart_runs \
+	tests/project/test_doc_examples.py \
 	tests/project/test_examples.py::test_house_prices_quick \
 	tests/project/test_examples.py::test_air_quality_lstm_quick \
 	tests/project/test_examples.py::test_digits_dense_quick

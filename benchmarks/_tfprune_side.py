@@ -166,12 +166,13 @@ def _cost_schedule(every, sparsity, total):
 
 
 def cost(configs: dict, sparsity: float, epochs: int, rounds: int,
-         frequencies=FREQUENCIES) -> list:
+         frequencies=FREQUENCIES, in_step="auto") -> list:
     """Epoch times of an unpruned and a pruned `fit` of the same model and
     data, for each mask update frequency (one warm-up epoch per fit dropped;
     dense and pruned fits alternated `rounds` times). With a number, the
     schedule updates the masks every that many steps through every timed
-    epoch; with "constant", the masks are fixed from the first step."""
+    epoch; with "constant", the masks are fixed from the first step.
+    `in_step`: the callback's (where a due update runs)."""
     out = []
     for name, cfg in configs.items():
         data = _models.load_data(cfg)
@@ -186,9 +187,10 @@ def cost(configs: dict, sparsity: float, epochs: int, rounds: int,
             _models.compile_model(keras, pruned, cfg)
             times = _models.time_fits(keras, {
                 "dense": (dense, list),
-                "pruned": (pruned, lambda: [tfprune.PruningCallback(update_every)]),
+                "pruned": (pruned, lambda: [tfprune.PruningCallback(update_every,
+                                                                    in_step=in_step)]),
             }, data.x_train, data.y_train, cfg.batch_size, epochs, rounds)
-            rec = {"task": name, "framework": FRAMEWORK, "every": every,
+            rec = {"task": name, "framework": FRAMEWORK, "every": every, "in_step": in_step,
                    "steps_per_epoch": steps,
                    "dense_epoch_s": times["dense"], "pruned_epoch_s": times["pruned"]}
             rec["ratio"] = _models.median(times["pruned"]) / _models.median(times["dense"])

@@ -11,7 +11,8 @@ says what tfprune does differently on TensorFlow, JAX and PyTorch, and why.
   static. `Stateful(fn)` compiles, on TensorFlow, a function that reads and
   assigns variables itself, and calls its traced graph directly.
 - Training state: `step_dtype`, `optimizer_applies_constraints`,
-  `scores_written_by_optimizer`, `sync_state`, `update_in_train_step`.
+  `scores_written_by_optimizer`, `sync_state`, `update_in_train_step`,
+  `pure_train_step`.
 - Gradients: `runs_custom_gradients`, `identity_on_backward`.
 - Selection: `data_dependent_shapes`, `lowest_k`.
 - Export: `exports_in_process`.
@@ -70,8 +71,16 @@ def sync_state(model) -> None:
 
 def update_in_train_step() -> bool:
     """Whether a due mask update can run inside `fit`'s compiled train step
-    (TensorFlow); elsewhere it runs between steps."""
-    return name() == "tensorflow"
+    (TensorFlow, JAX); on PyTorch it runs between steps."""
+    return name() in ("tensorflow", "jax")
+
+
+def pure_train_step() -> bool:
+    """Whether `fit`'s train step is a pure function of the training state
+    (JAX: `(state, data) -> (logs, state)`, the variables' values held
+    outside them), rather than a function that reads and assigns the
+    variables (TensorFlow)."""
+    return name() == "jax"
 
 
 # ---------------------------------------------------------------- gradients
@@ -215,6 +224,14 @@ def compiled(fn, static_argnums=()):
 
         return jax.jit(fn, static_argnums=static_argnums)
     return fn
+
+
+def compiled_train_step(step):
+    """A pure train step `(state, data) -> (logs, state)` compiled as `fit`
+    compiles its own (JAX: `jax.jit`, the state's buffers donated)."""
+    import jax
+
+    return jax.jit(step, donate_argnums=0)
 
 
 def _shape(x):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import warnings
 
 import keras
@@ -14,9 +15,15 @@ from tfprune._base.validation import received
 from tfprune._masks.core import apply_mask
 from tfprune._masks.core import zeros_in
 from tfprune._training import in_step as _in_step
+from tfprune._training import state as state_lib
 from tfprune._training import wrapper as _wrapper
 from tfprune._training.update import MaskUpdate
 from tfprune._training.update import is_due
+
+
+#: Serializes the reading of step logs that Keras hands to callbacks in
+#: threads of their own (`PruningCallback.async_safe`).
+_LOGS_LOCK = threading.Lock()
 
 
 def _write_scalar(tag: str, value: float) -> None:
@@ -140,16 +147,18 @@ class PruningCallback(keras.callbacks.Callback):
 
     One update is one compiled call per schedule (see `MaskUpdate`): the
     strategy's scores, counts and masks are computed, the masks assigned
-    and the pruned weights zeroed on the device. In `fit` on TensorFlow,
-    with frequent updates (`update_every` of 5 or less) and nothing that
+    and the pruned weights zeroed on the device. In `fit`, when nothing
     needs the host at an update, the update runs inside the compiled train
     step (`in_step`): the step checks on the device whether an update is
-    due and runs the same function, with the same masks; a step then costs
-    no host round trip at all. Otherwise (JAX, a custom loop,
-    `jit_compile=True`, `steps_per_execution > 1`, a `tf.distribute`
-    strategy, `log_dir`, `Global` allocation, `Random` scores, a
-    regularizer, or a schedule over 4M steps x groups) the update
-    runs between steps, as described above.
+    due and runs the same update, with the same masks; a step then costs
+    no host round trip at all. On TensorFlow the default does so for
+    frequent updates (`update_every` of 5 or less), on JAX always.
+    Otherwise (PyTorch, a custom loop, `steps_per_execution > 1`,
+    `log_dir`, `Global` allocation, `Random` scores, a regularizer, a
+    schedule over 4M steps x groups; on TensorFlow `jit_compile=True` or a
+    `tf.distribute` strategy; on JAX `run_eagerly`, a `keras.distribution`
+    or wrappers with schedules of their own) the update runs between
+    steps, as described above.
 
     Each update applies the wrappers' strategy (`tfprune.strategies`) to the
     whole model at once: one plan, one allocation of the schedule's target
@@ -171,9 +180,10 @@ class PruningCallback(keras.callbacks.Callback):
             TensorBoard scalars (`sparsity/<layer>`) at each update, and the
             overall sparsity at each epoch end.
         in_step: where a due update runs in `fit`: `"auto"` (default)
-            inside the train step when it can and `update_every <= 5`
-            (rarer updates cost less between steps than a branch in every
-            step; see `python -m benchmarks.in_step`), else between steps; `True`
+            inside the train step when it can and, on TensorFlow,
+            `update_every <= 5` (there rarer updates cost less between
+            steps than a branch in every step; see `python -m
+            benchmarks.in_step`), else between steps; `True`
             inside the train step, or a `ValueError` at the start of
             training saying why it cannot; `False` always between steps.
 
@@ -230,6 +240,11 @@ class PruningCallback(keras.callbacks.Callback):
         self._clock = 0  # the step, counted on the host between reads
         self._last_batch = -1
         self._synced = False
+        self._restores = 0  # restores of the model's masks seen (`state.restore_count`)
+        self._at_batch_begin = False  # work between steps at batch begin (`async_safe`)
+        self._begun = -1  # the last batch begun in this epoch
+        self._error = None  # raised at the epoch end (`async_safe`)
+        self._logged_step = -1  # the step of the newest count read from the logs
         self.sparsity = 0.0
 
     # ------------------------------------------------------------- helpers
@@ -318,8 +333,7 @@ class PruningCallback(keras.callbacks.Callback):
                 stacklevel=2)
         self._zeros = count_zeros(self._wrappers)
         self.sparsity = overall_sparsity(self._wrappers, self._zeros)
-        for wrapper in self._wrappers:
-            wrapper._restored = False
+        self._restores = state_lib.restore_count(self.model)
 
     def _write_layer_scalars(self, wrappers, step, zeros):
         with self._writer.as_default(step=step):
@@ -347,25 +361,26 @@ class PruningCallback(keras.callbacks.Callback):
                 f"Received: model={self.model.name}"
             )
         self.plan, self._slots, self._cohorts = _plan_cohorts(self.model, self._wrappers)
-        for wrapper in self._wrappers:
-            wrapper._callback_active = True
+        state_lib.attach(self._wrappers)
         if self.log_dir is not None:
             import tensorflow as tf
 
             self._writer = tf.summary.create_file_writer(self.log_dir)
         self._resync()
-        self._last_batch, self._synced = -1, False
+        self._last_batch, self._synced, self._begun, self._error = -1, False, -1, None
+        self._logged_step = -1
+        self._at_batch_begin = self.async_safe and "epochs" in (self.params or {})
         self.update_masks(self._clock)
         self._install_in_step()
 
     def _install_in_step(self):
         self._in_step = None
         if self.in_step is False or (
-                self.in_step == "auto" and self.update_every > _in_step.AUTO_MAX_EVERY):
+                self.in_step == "auto" and self.update_every > _in_step.auto_max_every()):
             return
         reason = _in_step.ineligible(self.model, self.params, self.log_dir, self._cohorts)
         if reason is None:
-            self._in_step = _in_step.InStep(
+            self._in_step = _in_step.install(
                 self.model, self._cohorts, [self._mask_update(c) for c in self._cohorts],
                 self._zeros, self._wrappers, self.update_every)
             self._in_step.sync(self._zeros)
@@ -377,13 +392,35 @@ class PruningCallback(keras.callbacks.Callback):
             )
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._last_batch = -1
+        self._last_batch = self._begun = -1
         # QualityGuard may have restored earlier masks and steps.
-        restored = any(getattr(w, "_restored", False) for w in self._wrappers)
+        restored = state_lib.restore_count(self.model) != self._restores
         if restored:
             self._resync()
         if self._in_step is not None:  # frozen flags (and fresh counts) to the device
             self._in_step.sync(self._zeros if restored else None)
+
+    @property
+    def async_safe(self) -> bool:
+        """Whether Keras may run `on_train_batch_end` in a thread of its own
+        while the next step runs, rather than wait for each step's logs
+        (a wait that small JAX steps feel).
+        True where `fit`'s train step is pure (JAX): there this callback
+        does its work between steps in `on_train_batch_begin` (or inside
+        the step), and its batch end only reads the step's logs."""
+        return backend.pure_train_step()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._in_step is not None:
+            self._in_step.before_step()  # the train function of this step
+            return
+        # With `async_safe`, the steps done so far in this epoch are
+        # counted (and a due update runs) before the next batch, in
+        # `fit`'s own thread.
+        if self._at_batch_begin:
+            self._begun = int(batch)
+            if batch > 0:
+                self._advance(int(batch) - 1)
 
     def on_train_batch_end(self, batch, logs=None):
         # `batch` is the index of the last step of this batch in the epoch
@@ -392,7 +429,14 @@ class PruningCallback(keras.callbacks.Callback):
         if self._in_step is not None:
             self._after_in_step_batch(logs)
             return
-        batch = int(batch)
+        if not self._at_batch_begin:
+            self._advance(int(batch))
+        if logs is not None:
+            logs["sparsity"] = self.sparsity
+
+    def _advance(self, batch: int):
+        """Counts the steps up to the end of `batch` and runs the updates
+        due then."""
         steps = (self.params or {}).get("steps")
         if steps:  # the last execution of an epoch can be shorter
             batch = min(batch, int(steps) - 1)
@@ -409,8 +453,6 @@ class PruningCallback(keras.callbacks.Callback):
                 self._resync()
             self._synced = True
             self.update_masks(self._clock)
-        if logs is not None:
-            logs["sparsity"] = self.sparsity
 
     def _hold_zeros(self):
         """Where optimizers cannot apply the masks as constraints (JAX),
@@ -425,6 +467,9 @@ class PruningCallback(keras.callbacks.Callback):
                 slot.weight.variable.assign(apply_mask(slot.weight.variable.value, slot.mask))
 
     def _after_in_step_batch(self, logs):
+        if self._in_step.pure:
+            self._read_step_logs(logs)
+            return
         if not self._synced:
             # The first batch: a callback listed after this one (such as
             # BackupAndRestore) may have restored the step, masks and steps
@@ -451,9 +496,56 @@ class PruningCallback(keras.callbacks.Callback):
         self.sparsity = round(sparsity * total) / total if total else 0.0
         logs["sparsity"] = self.sparsity
 
+    def _read_step_logs(self, logs):
+        """The logs of a pure train step (JAX; maybe in a thread of its own,
+        see `async_safe`): no device access here. A step that ran an update
+        logs its code (`in_step.ZEROS_KEY`): the zero count, or the position
+        of a weight holding NaN or inf, which stops the training; the error
+        is raised at the epoch's end, once `fit` has written its state
+        back."""
+        if logs is None:
+            return
+        packed = logs.pop(_in_step.ZEROS_KEY, None)
+        if packed is not None:
+            step, code = (int(v) for v in packed)
+            with _LOGS_LOCK:  # threads may bring the steps out of order
+                if code <= -2:
+                    if self._error is None:
+                        try:
+                            self._in_step.raise_diverged(code)
+                        except ValueError as error:
+                            self._error = error
+                        self.model.stop_training = True
+                    return
+                if step > self._logged_step:
+                    self._logged_step = step
+                    total = self._in_step.total
+                    self.sparsity = code / total if total else 0.0
+        logs["sparsity"] = self.sparsity
+
+    def _catch_up(self):
+        """With `async_safe`: the updates due after the last batch begun
+        (before validation, at the epoch end)."""
+        if self._at_batch_begin and self._in_step is None and self._begun > self._last_batch:
+            self._advance(self._begun)
+
+    def on_test_begin(self, logs=None):
+        self._catch_up()  # `fit`'s validation sees the masks due by now
+
     def on_epoch_end(self, epoch, logs=None):
+        if self._error is not None:
+            # `fit` has written its state back: the model keeps its
+            # variables; the next `fit` builds a plain train function.
+            error, self._error = self._error, None
+            self._in_step.uninstall()
+            self._in_step = None
+            self._at_batch_begin = False
+            state_lib.detach(self._wrappers)
+            raise error
+        self._catch_up()
         self._hold_zeros()
         if logs is not None:
+            logs.pop(_in_step.ZEROS_KEY, None)
             logs["sparsity"] = self.sparsity
         if self._writer is not None:
             with self._writer.as_default(step=self._clock):
@@ -470,8 +562,8 @@ class PruningCallback(keras.callbacks.Callback):
             self._in_step.uninstall()
             self._in_step = None
         self._hold_zeros()
-        for wrapper in self._wrappers:
-            wrapper._callback_active = False
+        self._at_batch_begin = False
+        state_lib.detach(self._wrappers)
         if self._writer is not None:
             self._writer.close()
             self._writer = None

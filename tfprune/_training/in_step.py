@@ -1,32 +1,44 @@
-"""The due mask update inside the compiled train step (TensorFlow `fit`).
+"""The due mask update inside `fit`'s compiled train step.
 
 Between two train steps, `PruningCallback` checks on the host whether an
 update is due and then calls the compiled `MaskUpdate`: a separate call
 with host work around it (the schedule, the allocation's counts, reading
-the zero counts back). In `fit` on TensorFlow the same update can run
-inside the train step instead, as tfmot does: `InStep.install` replaces the
-model's train function with one whose step, after the optimizer's, checks
-whether an update is due (the optimizer's step, the wrappers' last update
-step and a frozen flag, all read on the device) and, if so, runs the same
-traced update function under a `tf.cond`. The allocation's counts of every
-step of the schedule are computed once, on the host, with the same code as
-the callback's (`MaskUpdate._counts`: exact `round(n * s)`), into a table
-the step indexes; the update is one call to a function that is never
-inlined into the step's graph. The step also returns the overall sparsity in its logs,
-from zero counts kept on the device. So a step costs no host round trip,
-due or not, and the masks are bit-identical to the callback's.
+the zero counts back; on JAX also `fit`'s whole state written back into
+the variables and read again by the next step). In `fit` the same update
+can run inside the train step instead, with the allocation's counts of
+every step of the schedule computed once, on the host, with the same code
+as the callback's (`MaskUpdate.counts`: exact `round(n * s)`), into a table
+the step indexes; the masks are bit-identical to the callback's.
 
-Used when nothing needs the host at an update; see `ineligible`.
+- TensorFlow (`InStep`), as tfmot does: the model's train function is
+  replaced with one whose step, after the optimizer's, checks whether an
+  update is due (the optimizer's step, the wrappers' last update step and
+  a frozen flag, all read on the device) and, if so, runs the same traced
+  update function under a `tf.cond`, as one call to a function that is
+  never inlined into the step's graph. The step also returns the overall
+  sparsity in its logs, from zero counts kept on the device. So a step
+  costs no host round trip, due or not.
+- JAX (`PureInStep`), whose train step is a pure function of the training
+  state: the host decides before each step, by the same rule, whether it
+  ends with an update, and hands `fit` Keras' own step or the step followed
+  by the pure update, whose results go into the state the step returns.
+
+`install` picks the one of the backend; `ineligible` says why neither can
+run (then the update runs between steps).
 """
 
 from __future__ import annotations
 
 import math
 
+import keras
 import numpy as np
+from keras import ops
 
 from tfprune._base import backend
 from tfprune._base import keras_internals
+from tfprune._masks.core import apply_mask
+from tfprune._masks.core import zeros_in
 from tfprune._training.update import is_due
 
 #: Largest counts table (steps x groups) built; longer schedules update
@@ -41,21 +53,31 @@ MAX_TABLE = 1 << 22
 #: are within run-to-run noise, so rarer updates stay between steps.
 AUTO_MAX_EVERY = 5
 
+#: The same for a pure train step (JAX), where an update between steps
+#: also writes the whole training state back into the variables and the
+#: next step reads it again. None: any `update_every`.
+AUTO_MAX_EVERY_PURE = None
+
+
+def auto_max_every() -> float:
+    """The largest `update_every` that `in_step="auto"` runs inside the
+    step on this backend."""
+    limit = AUTO_MAX_EVERY_PURE if backend.pure_train_step() else AUTO_MAX_EVERY
+    return math.inf if limit is None else limit
+
 
 def ineligible(model, params, log_dir, cohorts) -> str | None:
     """Why the update cannot run inside `model`'s train step, or None if it
     can (`params`: the callback's, from `fit`; `cohorts`: the callback's
     cohorts, each with `plan` and `schedule`)."""
     if not backend.update_in_train_step():
-        return f"it runs on the TensorFlow backend only (this is '{backend.name()}')"
+        return f"it runs on TensorFlow and JAX only (this is '{backend.name()}')"
     if "epochs" not in (params or {}):
         return "it runs inside `fit` only (a custom loop calls the callback's hooks itself)"
-    import tensorflow as tf
-
-    if model.distribute_strategy is not tf.distribute.get_strategy():
-        return "it does not run under a `tf.distribute` strategy"
-    if bool(getattr(model, "jit_compile", False)):
-        return "it does not run in an XLA-compiled train step (`jit_compile=True`)"
+    reason = _pure_ineligible(model, cohorts) if backend.pure_train_step() \
+        else _graph_ineligible(model)
+    if reason is not None:
+        return reason
     if int(getattr(model, "steps_per_execution", 1) or 1) != 1:
         return "it needs `steps_per_execution=1`"
     if log_dir is not None:
@@ -75,6 +97,34 @@ def ineligible(model, params, log_dir, cohorts) -> str | None:
             return (f"the schedule is too long for a counts table ({rows} steps x "
                     f"{len(cohort.plan.groups)} groups)")
     return None
+
+
+def _graph_ineligible(model) -> str | None:
+    import tensorflow as tf
+
+    if model.distribute_strategy is not tf.distribute.get_strategy():
+        return "it does not run under a `tf.distribute` strategy"
+    if bool(getattr(model, "jit_compile", False)):
+        return "it does not run in an XLA-compiled train step (`jit_compile=True`)"
+    return None
+
+
+def _pure_ineligible(model, cohorts) -> str | None:
+    if keras.distribution.distribution() is not None:
+        return "it does not run under a `keras.distribution` distribution"
+    if bool(getattr(model, "run_eagerly", False)) or not bool(
+            getattr(model, "jit_compile", True)):
+        return "it runs in a compiled train step only (`jit_compile=True`, not `run_eagerly`)"
+    if len(cohorts) != 1:
+        return "wrappers with schedules of their own are updated each on its own"
+    return None
+
+
+def install(model, cohorts, updates, zeros, wrappers, every):
+    """The in-step update of this backend (see `InStep`), installed into
+    `model`'s train function."""
+    cls = PureInStep if backend.pure_train_step() else InStep
+    return cls(model, cohorts, updates, zeros, wrappers, every)
 
 
 class _Cohort:
@@ -152,6 +202,9 @@ class InStep:
         every: the callback's `update_every`.
     """
 
+    #: The callback reads the device after the first batch (see `PureInStep`).
+    pure = False
+
     def __init__(self, model, cohorts, updates, zeros, wrappers, every):
         self.cohorts = [_Cohort(c, u, zeros) for c, u in zip(cohorts, updates)]
         changed = {id(v) for c in self.cohorts for v in c.variables}
@@ -181,6 +234,9 @@ class InStep:
 
         model.train_function = keras_internals.make_train_function(model, train_step)
 
+    def before_step(self):
+        """Nothing to do: the step decides on the device."""
+
     def failed(self) -> list:
         """The cohorts whose last update met a weight with NaN or inf."""
         return [c.cohort for c in self.cohorts if bool(c.failed.numpy())]
@@ -202,6 +258,169 @@ class InStep:
                 if counted:
                     zeros[id(v)] = int(z)
         last = {id(w): int(w.pruning_step.numpy()) for w in self.wrappers}
+        return zeros, last
+
+    def uninstall(self):
+        # The next `fit` builds its own train function.
+        self.model.train_function = None
+
+
+#: The log key of `[step, code]` a pure (JAX) train step returns, the code
+#: being the zero count after an update at that step, -1 without one, or
+#: -(2 + position) when the weight at that position held NaN or inf; the
+#: callback reads it and removes it.
+ZEROS_KEY = "tfprune_zeros"
+
+
+class PureInStep:
+    """The mask update inside `fit`'s train step where the step is a pure
+    function of the training state (JAX).
+
+    Two compiled train functions: Keras' own step, and the same step
+    followed by the update. Before each step (`before_step`, from the
+    callback's `on_train_batch_begin`) the host decides, by the rule it
+    applies between steps (`is_due`, on a step it counts itself), whether
+    the coming step makes an update due, and gives `fit` the function to
+    call: no step waits for the device, and a step with no update is
+    Keras' own. (A `lax.cond` in every step instead makes XLA copy the
+    branch's operands at every step, which slows small steps markedly.) In the step with the update, the optimizer's step,
+    weights, masks and scores are read from the state the step returns;
+    the pure update of `MaskUpdate.pure` runs with the counts of that step
+    (a table built on the host once, as on TensorFlow), and its masks,
+    zeroed weights and step are written into the state. That step logs
+    the update's zero count (`ZEROS_KEY`); a weight holding NaN or inf
+    makes the update assign nothing and log its position instead (the host
+    raises, naming it).
+
+    One cohort only (wrappers sharing one schedule) and
+    `steps_per_execution=1`; frozen wrappers (`QualityGuard`) are read at
+    each epoch start.
+
+    Args: as `InStep`.
+    """
+
+    #: The callback reads only the step's logs (maybe in a thread of its
+    #: own) and calls `before_step` before each step.
+    pure = True
+
+    def __init__(self, model, cohorts, updates, zeros, wrappers, every):
+        (cohort,), (update,) = cohorts, updates
+        self.model, self.cohort, self.update, self.every = model, cohort, update, every
+        self.wrappers = list(wrappers)
+        schedule = cohort.schedule
+        self.begin, self.end = schedule.begin_step, schedule.end_step
+        groups = len(cohort.plan.groups)
+        table = [update.counts(schedule(t), schedule.final_sparsity)
+                 for t in range(self.begin, self.end + 1)]
+        self.table = np.asarray(table, np.int32).reshape(-1, groups)
+        # Where each variable's value sits in the state: (part, index).
+        where = {}
+        parts = (model.trainable_variables, model.non_trainable_variables,
+                 model.optimizer.variables)
+        for part, variables in enumerate(parts):
+            for index, variable in enumerate(variables):
+                where[id(variable)] = (part, index)
+        weights, masks, scores = update.inputs()
+        self._shapes = [tuple(v.shape) for v in weights]
+        self._weights = [where[id(v)] for v in weights]
+        self._masks = [None if m is None else where[id(m)] for m in masks]
+        self._scores = None if scores is None else [
+            None if v is None else where[id(v)] for v in scores]
+        self._steps = [where[id(v)] for v in update.steps]
+        self._clock_at = where[id(model.optimizer.iterations)]
+        # The zeros an update counts, and those of the weights it leaves
+        # alone (masked but not counted: recurrent biases under `Units`).
+        slots = update.changed_slots
+        self._counted_flags = [int(bool(slot.counted)) for slot in slots]
+        changed_ids = {id(slot.weight.variable) for slot in slots}
+        self.fixed_zeros = sum(z for k, z in zeros.items() if k not in changed_ids)
+        self.total = sum(math.prod(tuple(pw.variable.shape))
+                         for w in self.wrappers for pw in w.pruned_weights)
+        # A function of its own, not `model.train_step` itself: JAX caches
+        # what it traced per function, and Keras' next train function must
+        # trace anew (a wrapper refuses to train without a callback).
+        self._plain = keras_internals.make_train_function(
+            model, backend.compiled_train_step(lambda state, data: model.train_step(state, data)))
+        self._with_update = keras_internals.make_train_function(
+            model, backend.compiled_train_step(self._step_with_update))
+        self._clock = self._last = None
+        self._enabled = True
+        self.sync()
+
+    def _step_with_update(self, state, data):
+        """Keras' train step, then the update of the step it took."""
+        update, changed = self.update, self.update.changed
+        logs, state = self.model.train_step(state, data)
+        state = [list(part) for part in state]
+
+        def get(at):
+            return state[at[0]][at[1]]
+
+        step = ops.cast(get(self._clock_at), backend.step_dtype())
+        values = [get(at) for at in self._weights]
+        previous = [ops.ones(shape) if at is None else get(at)
+                    for at, shape in zip(self._masks, self._shapes)]
+        states = None if self._scores is None else [
+            None if at is None else get(at) for at in self._scores]
+        # Written by the update: masks, weights, steps (and scores reset).
+        targets = ([self._masks[t] for t in changed] + [self._weights[t] for t in changed]
+                   + self._steps)
+        if update.resets_scores and self._scores is not None:
+            targets += [self._scores[t] for t in changed if self._scores[t] is not None]
+        old = [get(at) for at in targets]
+        counts = ops.take(ops.convert_to_tensor(self.table),
+                          ops.minimum(step, self.end) - self.begin, axis=0)
+        masks, new, zeros, finite = update.pure(counts, step, values, previous, states)
+        ok = ops.all(finite)
+        fresh = ([ops.cast(m, previous[t].dtype) for t, m in zip(changed, masks)]
+                 + list(new) + [ops.cast(step, get(at).dtype) for at in self._steps])
+        fresh += [ops.zeros_like(v) for v in old[len(fresh):]]
+        for at, f, o in zip(targets, fresh, old):  # NaN or inf: nothing is assigned
+            state[at[0]][at[1]] = ops.where(ok, f, o)
+        zeros = self.fixed_zeros + ops.sum(
+            ops.cast(zeros, "int32") * ops.convert_to_tensor(self._counted_flags, "int32"))
+        code = ops.cast(ops.where(ok, zeros, -2 - ops.cast(ops.argmin(finite), "int32")),
+                        "int32")
+        logs = dict(logs)
+        # [step, code]: Keras may hand the logs of several steps to the
+        # callback out of order (`PruningCallback.async_safe`).
+        logs[ZEROS_KEY] = ops.stack([ops.cast(step, "int32"), code])
+        return logs, tuple(state)
+
+    def before_step(self):
+        """Gives `fit` the train function of the coming step: with the
+        update if one is due after it."""
+        if self._clock is None:  # the first step: read where training starts
+            self.sync()
+        self._clock += 1
+        due = self._enabled and bool(
+            is_due(self._clock, self._last, self.begin, self.end, self.every))
+        if due:
+            self._last = self._clock
+        self.model.train_function = self._with_update if due else self._plain
+
+    def raise_diverged(self, code: int):
+        """Raises the error of an update that logged `code` <= -2: the
+        weight at position `-code - 2` held NaN or inf."""
+        self.update.raise_diverged(-int(code) - 2)
+
+    def sync(self, zeros=None):
+        """Reads the frozen flags, the optimizer's step and the last update
+        from the variables (at train begin, each epoch start, after a
+        restore). (`zeros`: unused, an update counts them.)"""
+        del zeros
+        self._enabled = not any(getattr(w, "frozen", False) for w in self.cohort.wrappers)
+        backend.sync_state(self.model)
+        self._clock = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+        self._last = int(ops.convert_to_numpy(self.cohort.wrappers[0].pruning_step))
+
+    def read_back(self) -> tuple:
+        """`({id(variable): zeros}, {id(wrapper): last update step})` from
+        the variables (at the end of `fit`, after the state was synced)."""
+        backend.sync_state(self.model)
+        zeros = {id(pw.variable): int(ops.convert_to_numpy(zeros_in(apply_mask(pw.variable, m))))
+                 for w in self.wrappers for pw, m in zip(w.pruned_weights, w.masks)}
+        last = {id(w): int(ops.convert_to_numpy(w.pruning_step)) for w in self.wrappers}
         return zeros, last
 
     def uninstall(self):

@@ -11,6 +11,7 @@ import numpy as np
 
 from tfprune._base.sensitivity_table import metric_mode
 from tfprune._base.validation import received
+from tfprune._training import state as state_lib
 from tfprune._training.wrapper import find_wrappers
 
 
@@ -125,8 +126,7 @@ class QualityGuard(keras.callbacks.Callback):
     def _restore(self):
         for variable, value in zip(self.model.weights, self._snapshot):
             variable.assign(value)
-        for wrapper in self._wrappers:
-            wrapper._restored = True  # PruningCallback reads masks and steps again
+        state_lib.notify_restored(self.model)  # PruningCallback reads masks and steps again
 
     def _set_frozen(self, frozen: bool):
         for wrapper in self._wrappers:

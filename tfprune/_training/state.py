@@ -4,12 +4,20 @@
 format: one mask per pruned weight, the pruning step, then the extras the
 strategy needs) and puts a `_MaskConstraint` on every masked variable.
 `tfprune._training.update.MaskUpdate` assigns new masks.
+
+The training signals between the runtime's objects live here too, in the
+open rather than as attributes set on each other's objects: which wrappers
+a pruning callback is training (`attach`, `detach`, `is_attached`; a
+wrapper refuses to train without one) and how often a model's masks and
+steps were restored from elsewhere (`notify_restored`, `restore_count`;
+`QualityGuard` restores, `PruningCallback` reads them again).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import weakref
 
 import keras
 
@@ -156,3 +164,37 @@ def create_state(layer, pruned, strategy) -> tuple:
         if constrain:
             variable.constraint = _MaskConstraint(slot.mask, variable.constraint)
     return masks, step, slots, originals
+
+
+# ------------------------------------------------------------------ signals
+#: Wrappers a pruning callback is training.
+_ATTACHED = weakref.WeakSet()
+#: `{model: how many times its masks and steps were restored}`.
+_RESTORES = weakref.WeakKeyDictionary()
+
+
+def attach(wrappers) -> None:
+    """Marks `wrappers` as trained by a pruning callback (at train begin)."""
+    _ATTACHED.update(wrappers)
+
+
+def detach(wrappers) -> None:
+    """Ends `attach` (at train end)."""
+    for wrapper in wrappers:
+        _ATTACHED.discard(wrapper)
+
+
+def is_attached(wrapper) -> bool:
+    """Whether a pruning callback is training `wrapper`."""
+    return wrapper in _ATTACHED
+
+
+def notify_restored(model) -> None:
+    """Says that `model`'s masks and pruning steps were assigned from
+    elsewhere (a snapshot): pruning callbacks read them again."""
+    _RESTORES[model] = _RESTORES.get(model, 0) + 1
+
+
+def restore_count(model) -> int:
+    """How many times `notify_restored(model)` was called."""
+    return _RESTORES.get(model, 0)

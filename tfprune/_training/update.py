@@ -221,12 +221,47 @@ class MaskUpdate:
         return [self.slots[t] for t in self.changed]
 
     @property
+    def resets_scores(self) -> bool:
+        """Whether an update sets the criterion's scores back to zero."""
+        return bool(self._reset)
+
+    def inputs(self) -> tuple:
+        """`(weights, masks, scores)`: the variables an update reads,
+        aligned with `plan.weights` (None where a weight has no mask or
+        score; `scores` is None when the criterion keeps none)."""
+        weights = [pw.variable for pw in self.plan.weights]
+        masks = [None if s is None else s.mask for s in self.slots]
+        scores = None
+        if self.plan.strategy.criterion.needs_gradients:
+            scores = [None if s is None else s.score for s in self.slots]
+        return weights, masks, scores
+
+    def pure(self, counts, step, values, previous, states):
+        """`(masks, values, zeros, finite)` of the changed tensors (in the
+        order of `changed`): the update as a pure function of the values of
+        `inputs()` (`previous`: ones where there is no mask), for a compiled
+        train step that holds the variables' values itself (JAX). Scores
+        drawn on the host are not available here."""
+        return self._new_masks(counts, None, step, values, previous, states)
+
+    @property
     def traced_update(self):
         """`(counts, host, step) -> (zeros, finite)`: the update with its
         assignment, to be traced into another compiled function
         (TensorFlow; `zeros` is all -1 when a weight holds NaN or inf and
         nothing was assigned)."""
         return self._assign_masks
+
+    def raise_diverged(self, position: int):
+        """Raises the error of an update that met NaN or inf in the changed
+        tensor at `position` (in the order of `changed_slots`)."""
+        bad = self.slots[self.changed[position]].weight
+        layer = self.layer_names.get(id(bad.variable), bad.layer.name)
+        raise ValueError(
+            f"Weight '{bad.name}' of layer '{layer}' holds NaN or infinite values, "
+            "so it cannot be ranked for pruning; the training has diverged (lower "
+            f"the learning rate or check the data). Received: layer={layer}"
+        )
 
     @staticmethod
     def _tensor(x, dtype=None):
@@ -280,13 +315,7 @@ class MaskUpdate:
         zeros = np.asarray(ops.convert_to_numpy(zeros)).reshape(-1)
         if len(zeros) and zeros[0] < 0:
             finite = np.asarray(ops.convert_to_numpy(finite)).reshape(-1)
-            bad = self.slots[self.changed[int(np.argmin(finite))]].weight
-            layer = self.layer_names.get(id(bad.variable), bad.layer.name)
-            raise ValueError(
-                f"Weight '{bad.name}' of layer '{layer}' holds NaN or infinite values, "
-                "so it cannot be ranked for pruning; the training has diverged (lower "
-                f"the learning rate or check the data). Received: layer={layer}"
-            )
+            self.raise_diverged(int(np.argmin(finite)))
         if upcoming is not None and any(self.slots[t].next_mask is not None
                                         for t in self.changed):
             next_sparsity, next_step = upcoming

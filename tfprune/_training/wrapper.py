@@ -15,6 +15,7 @@ from tfprune._base import keras_internals
 from tfprune._base import walk
 from tfprune._base.validation import received
 from tfprune._masks.core import apply_mask
+from tfprune._training import state as state_lib
 from tfprune._training.state import Slot  # noqa: F401 (re-exported)
 from tfprune._training.state import create_state, state_variables
 from tfprune._training.update import MaskUpdate
@@ -157,12 +158,6 @@ class PruningWrapper(keras.layers.Wrapper):
         self._resolved = None
         self._local_plan = None
         self.pruning_step = None
-        # Set by `PruningCallback.on_train_begin` and cleared at
-        # `on_train_end`: training a pruned layer without it is an error.
-        self._callback_active = False
-        # Set when masks and steps were restored from elsewhere (see
-        # `QualityGuard`): `PruningCallback` then reads them again.
-        self._restored = False
         self._mask_update = None
 
     # ----------------------------------------------------------------- build
@@ -237,7 +232,8 @@ class PruningWrapper(keras.layers.Wrapper):
     def call(self, inputs, *args, training=None, **kwargs):
         kwargs = self._inner_kwargs(training, kwargs)
         self._ensure_masks(inputs, args, kwargs)
-        if training is True and not self._callback_active:
+        # A pruning callback attaches the wrappers it trains (`state.attach`).
+        if training is True and not state_lib.is_attached(self):
             raise RuntimeError(
                 f"PruningWrapper '{self.name}' is being trained without "
                 "`tfprune.PruningCallback`, so its masks would never be "

@@ -18,6 +18,7 @@ from keras import ops
 from tfprune._base import backend
 from tfprune._base.validation import received
 from tfprune._masks.core import apply_mask
+from tfprune._training import state as state_lib
 from tfprune._training.wrapper import find_wrappers
 from tfprune.compat.tfmot._wrapper import PruneLowMagnitude
 
@@ -75,8 +76,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
                 "UpdatePruningStep updates masks before each batch, as tfmot does, so it needs "
                 f"`steps_per_execution=1`. Received: steps_per_execution={steps}")
         self.step = self._clock()
-        for layer in self.prunable_layers:
-            layer._callback_active = True
+        state_lib.attach(self.prunable_layers)
 
     def on_train_batch_begin(self, batch, logs=None):
         if not self.prunable_layers:
@@ -111,8 +111,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
                 slot.weight.variable.assign(apply_mask(slot.weight.variable.value, slot.mask))
 
     def on_train_end(self, logs=None):
-        for layer in self.prunable_layers:
-            layer._callback_active = False
+        state_lib.detach(self.prunable_layers)
 
 
 class PruningSummaries(keras.callbacks.TensorBoard):

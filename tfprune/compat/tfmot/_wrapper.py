@@ -18,6 +18,7 @@ from tfprune import granularity as granularity_lib
 from tfprune import strategies
 from tfprune._base import keras_internals
 from tfprune._base.validation import received
+from tfprune._training import state as state_lib
 from tfprune._training.wrapper import PruningWrapper
 from tfprune.compat.tfmot import _schedules
 
@@ -218,7 +219,7 @@ class PruneLowMagnitude(PruningWrapper):
         return [pw for pw in found if pw.layer is self.layer and pw.variable.name in names]
 
     def call(self, inputs, *args, training=None, **kwargs):
-        if training is True and not self._callback_active:
+        if training is True and not state_lib.is_attached(self):
             raise RuntimeError(
                 "Prune() wrapper requires the UpdatePruningStep callback to be provided during "
                 "training. Please add it as a callback to your model.fit call. (Layer "
