@@ -5,13 +5,17 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # What the JAX pass of `make test` runs (the TensorFlow pass runs everything):
-# the backend tests, the in-step update against the update between steps, one-shot pruning (the solver against its reference,
+# the backend tests, the in-step update against the update between steps and
+# with QualityGuard's freeze and restore, one-shot pruning (the solver against its reference,
 # exact counts, keras_hub GPT-2, the tiny Shakespeare GPT, the layer views,
 # sequential calibration, fine-tuning and export), two of tfmot's guide
 # programs (tests/compat), the README quickstart, the doc examples written for
 # JAX, and the training examples' quick runs (llm_oneshot's runs in the
 # TensorFlow pass only).
-JAX_TESTS ?= tests/backends tests/project/test_backend_seam.py tests/training/test_in_step.py tests/masks/test_mask_math.py::test_a_mask_that_cannot_change_is_kept_as_it_is \
+JAX_TESTS ?= tests/backends tests/project/test_backend_seam.py tests/training/test_in_step.py \
+	tests/training/test_quality_guard.py \
+	tests/training/test_strategy_integration.py::test_quality_guard_freezes_pruning_and_restores_the_last_good_masks \
+	tests/masks/test_mask_math.py::test_a_mask_that_cannot_change_is_kept_as_it_is \
 	tests/oneshot/test_oneshot_math.py::test_sparsegpt_matches_the_papers_algorithm \
 	tests/oneshot/test_oneshot_math.py::test_layer_wise_error_sparsegpt_below_wanda_below_magnitude \
 	tests/oneshot/test_oneshot_math.py::test_exact_counts_per_block_and_gate \
