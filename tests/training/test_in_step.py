@@ -18,6 +18,10 @@ from tfprune import find_wrappers
 
 L = keras.layers
 JAX = keras.backend.backend() == "jax"
+TORCH = keras.backend.backend() == "torch"
+# On PyTorch the update runs between steps (the last test checks that
+# `in_step=True` says so); the rest runs on TensorFlow and JAX.
+inside_the_step = pytest.mark.skipif(TORCH, reason="PyTorch updates between steps")
 END = 30
 
 
@@ -61,6 +65,7 @@ STRATEGIES = {
 JAX_STRATEGIES = ("magnitude", "2:4", "units", "taylor")
 
 
+@inside_the_step
 @pytest.mark.parametrize("name", list(STRATEGIES))
 def test_in_step_masks_equal_the_masks_between_steps(name):
     if JAX and name not in JAX_STRATEGIES:
@@ -81,6 +86,7 @@ def test_in_step_masks_equal_the_masks_between_steps(name):
     assert inside.train_function is None
 
 
+@inside_the_step
 @pytest.mark.tensorflow_only  # on JAX such cohorts update between steps
 def test_wrappers_with_their_own_schedules_are_updated_each_on_its_own():
     x, y = _data()
@@ -117,6 +123,7 @@ class _Probe(keras.callbacks.Callback):
 
 @pytest.mark.parametrize("case", ["log_dir", "global", "steps_per_execution", "jit_compile",
                                   "random", "schedules"])
+@inside_the_step
 def test_auto_updates_between_steps_where_the_step_cannot(case, tmp_path):
     strategy, compile_kwargs, callback_kwargs = None, {}, {}
     reason = {
@@ -158,6 +165,7 @@ def test_auto_updates_between_steps_where_the_step_cannot(case, tmp_path):
         pruned.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[forced])
 
 
+@inside_the_step
 def test_auto_runs_inside_the_step_when_it_can():
     callback = tfprune.PruningCallback(update_every=3)
     probe = _Probe(callback)
@@ -175,6 +183,7 @@ def test_in_step_must_be_auto_or_a_bool(bad):
         tfprune.PruningCallback(in_step=bad)
 
 
+@inside_the_step
 def test_a_weight_that_diverges_mid_training_is_named():
     class Diverge(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
@@ -187,6 +196,7 @@ def test_a_weight_that_diverges_mid_training_is_named():
         _fit(None, in_step=True, callbacks=[Diverge()])
 
 
+@inside_the_step
 def test_lstm_units_with_their_biases_masked_but_not_counted():
     """`Units` on an LSTM masks its bias entries too (not counted in the
     sparsity): the device keeps the counts the host would."""
@@ -210,3 +220,16 @@ def test_lstm_units_with_their_biases_masked_but_not_counted():
     for a, b in zip(runs[0][0], runs[1][0]):
         np.testing.assert_array_equal(a, b)
     assert runs[0][1] == runs[1][1] and runs[0][2] == runs[1][2] > 0
+
+
+@pytest.mark.skipif(not TORCH, reason="PyTorch only")
+def test_on_pytorch_the_update_runs_between_steps():
+    pruned = tfprune.prune(_model(), schedules.PolynomialDecay(0.0, 0.5, 0, 12))
+    pruned.compile("adam", "mse")
+    x, y = _data()
+    callback = tfprune.PruningCallback(update_every=3, in_step=True)
+    with pytest.raises(ValueError, match=r"runs on TensorFlow and JAX only \(this is 'torch'\)"):
+        pruned.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[callback])
+    auto = tfprune.PruningCallback(update_every=3)
+    pruned.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[auto])
+    assert tfprune.sparsity_report(pruned).sparsity == pytest.approx(0.5, abs=0.01)
