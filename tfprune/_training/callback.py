@@ -527,7 +527,10 @@ class PruningCallback(keras.callbacks.Callback):
         """With `async_safe`: the updates due after the last batch begun
         (before validation, at the epoch end)."""
         if self._at_batch_begin and self._in_step is None and self._begun > self._last_batch:
-            self._advance(self._begun)
+            # The last batch ran `steps_per_execution` steps from `_begun`
+            # (`_advance` cuts a shorter last execution at the epoch's end).
+            spe = int(getattr(self.model, "steps_per_execution", 1) or 1)
+            self._advance(self._begun + spe - 1)
 
     def on_test_begin(self, logs=None):
         self._catch_up()  # `fit`'s validation sees the masks due by now
