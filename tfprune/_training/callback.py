@@ -13,7 +13,6 @@ from tfprune._base import backend
 from tfprune._base.validation import check_positive_int
 from tfprune._base.validation import received
 from tfprune._masks.core import apply_mask
-from tfprune._masks.core import zeros_in
 from tfprune._training import in_step as _in_step
 from tfprune._training import state as state_lib
 from tfprune._training import wrapper as _wrapper
@@ -45,14 +44,7 @@ def _zeros(pw, mask, known) -> int:
     """Zeros of `pw`'s masked value; from `known` if it was just counted."""
     if id(pw.variable) in known:
         return known[id(pw.variable)]
-    return int(keras.ops.convert_to_numpy(zeros_in(apply_mask(pw.variable.value, mask))))
-
-
-def count_zeros(wrappers) -> dict:
-    """`{id(variable): zeros}` of every weight the wrappers prune (reads
-    them all: once per `fit`, or after masks were restored)."""
-    return {id(pw.variable): _zeros(pw, mask, {})
-            for w in wrappers for pw, mask in zip(w.pruned_weights, w.masks)}
+    return state_lib.masked_zeros(pw, mask)
 
 
 def overall_sparsity(wrappers, known=None) -> float:
@@ -331,7 +323,7 @@ class PruningCallback(keras.callbacks.Callback):
                 "optimizer: call `model.optimizer.build(model.trainable_variables)` before "
                 "`load_weights`). The schedule goes on from the optimizer's step.",
                 stacklevel=2)
-        self._zeros = count_zeros(self._wrappers)
+        self._zeros = state_lib.count_zeros(self._wrappers)
         self.sparsity = overall_sparsity(self._wrappers, self._zeros)
         self._restores = state_lib.restore_count(self.model)
 

@@ -37,8 +37,7 @@ from keras import ops
 
 from tfprune._base import backend
 from tfprune._base import keras_internals
-from tfprune._masks.core import apply_mask
-from tfprune._masks.core import zeros_in
+from tfprune._training import state as state_lib
 from tfprune._training.update import is_due
 
 #: Largest counts table (steps x groups) built; longer schedules update
@@ -418,10 +417,8 @@ class PureInStep:
         """`({id(variable): zeros}, {id(wrapper): last update step})` from
         the variables (at the end of `fit`, after the state was synced)."""
         backend.sync_state(self.model)
-        zeros = {id(pw.variable): int(ops.convert_to_numpy(zeros_in(apply_mask(pw.variable, m))))
-                 for w in self.wrappers for pw, m in zip(w.pruned_weights, w.masks)}
         last = {id(w): int(ops.convert_to_numpy(w.pruning_step)) for w in self.wrappers}
-        return zeros, last
+        return state_lib.count_zeros(self.wrappers), last
 
     def uninstall(self):
         # The next `fit` builds its own train function.

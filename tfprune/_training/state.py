@@ -24,6 +24,7 @@ import keras
 from tfprune._base import backend
 from tfprune._base import keras_internals
 from tfprune._masks.core import apply_mask
+from tfprune._masks.core import zeros_in
 from tfprune.strategies._structure import recurrent_biases
 
 
@@ -164,6 +165,21 @@ def create_state(layer, pruned, strategy) -> tuple:
         if constrain:
             variable.constraint = _MaskConstraint(slot.mask, variable.constraint)
     return masks, step, slots, originals
+
+
+# -------------------------------------------------------------------- zeros
+def masked_zeros(pw, mask) -> int:
+    """Zeros of the pruned weight `pw` as its `mask` leaves it (read from
+    the variable)."""
+    return int(keras.ops.convert_to_numpy(zeros_in(apply_mask(pw.variable.value, mask))))
+
+
+def count_zeros(wrappers) -> dict:
+    """`{id(variable): zeros}` of every weight the wrappers prune (reads
+    them all: once per `fit`, after masks were restored, or at the end of a
+    `fit` whose updates ran inside the train step)."""
+    return {id(pw.variable): masked_zeros(pw, mask)
+            for w in wrappers for pw, mask in zip(w.pruned_weights, w.masks)}
 
 
 # ------------------------------------------------------------------ signals

@@ -110,13 +110,13 @@ class MaskUpdate:
 
     # ------------------------------------------------------------ update
     def _read(self, with_states=True):
-        values = [_value(pw.variable) for pw in self.plan.weights]
-        previous = [ops.ones(shape) if s is None else _value(s.mask)
-                    for s, shape in zip(self.slots, self.plan.shapes)]
+        weights, masks, scores = self.inputs()
+        values = [_value(v) for v in weights]
+        previous = [ops.ones(shape) if m is None else _value(m)
+                    for m, shape in zip(masks, self.plan.shapes)]
         states = None
-        if with_states and self.plan.strategy.criterion.needs_gradients:
-            states = [None if s is None or s.score is None else _value(s.score)
-                      for s in self.slots]
+        if with_states and scores is not None:
+            states = [None if v is None else _value(v) for v in scores]
         return values, previous, states
 
     def _scores(self, values, states, host, step):
