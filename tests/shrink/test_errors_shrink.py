@@ -3,9 +3,9 @@
 import keras
 import pytest
 
+from tfprune._base.channel_rules import _RULES
 from tfprune._shrink import register_surgery
 from tfprune import shrink
-from tfprune._shrink._surgery import _SURGERIES
 from tfprune._shrink._surgery import Identity
 
 L = keras.layers
@@ -20,8 +20,8 @@ def test_a_model_that_is_not_built_cannot_be_shrunk():
 
 @pytest.mark.parametrize("layer_class", [dict, L.Dense(2), "Dense"], ids=["class", "instance", "name"])
 def test_register_surgery_needs_a_layer_class(layer_class):
-    before = list(_SURGERIES)
+    before = list(_RULES)
     message = r"^`layer_class` must be a subclass of `keras.layers.Layer`\. Received: layer_class="
     with pytest.raises(TypeError, match=message):
         register_surgery(layer_class, Identity())
-    assert _SURGERIES == before
+    assert _RULES == before

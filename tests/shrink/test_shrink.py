@@ -9,7 +9,7 @@ from tfprune import ShrinkReport
 from tfprune._shrink import _core
 from tfprune._shrink import register_surgery
 from tfprune import shrink
-from tfprune._shrink._surgery import _SURGERIES
+from tfprune._base.channel_rules import _RULES
 from tfprune._shrink._surgery import Identity
 from tfprune import find_wrappers
 
@@ -355,7 +355,7 @@ def test_registered_surgery_lets_units_through_a_custom_layer(rng):
     try:
         small = shrink(model)
     finally:
-        _SURGERIES.pop(0)
+        _RULES.pop(0)
     assert small.layers[1].units == 5
     assert _max_error(model, small, rng) <= 1e-5
     with pytest.raises(TypeError, match="Received: surgery=3"):

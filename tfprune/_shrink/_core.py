@@ -8,10 +8,10 @@ import keras
 import numpy as np
 
 from tfprune._base import keras_internals
+from tfprune._base.channel_rules import last_dim as _last_dim
 from tfprune._base.channels import data_tensors
 from tfprune._base.channels import graph_nodes
 from tfprune._base.channels import graph_view as _graph_view
-from tfprune._base.channels import last_dim as _last_dim
 from tfprune._base.graph import clone_model
 from tfprune._base.graph import is_graph_model
 from tfprune._base.validation import received

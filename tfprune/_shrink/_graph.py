@@ -67,10 +67,11 @@ def concat(parts: list) -> Channels:
 class UnitGraph(ChannelUnion):
     """Union-find over channel classes, with the per-layer bookkeeping.
 
-    Layers record what they consume (`rows`) and produce (`units`) under
-    `(owner, key)`, where `owner` is the id of the layer of the model graph
-    being analysed (set in `current`) and `key` names the weight, e.g.
-    `"kernel"` or `"forward/kernel"`.
+    It is the `ChannelFlow` the channel rules (`tfprune._base.channel_rules`)
+    run on, flowing `Channels`. Layers record what they consume (`rows`) and
+    produce (`units`) under `(owner, key)`, where `owner` is the id of the
+    layer of the model graph being analysed (set in `current`) and `key`
+    names the weight, e.g. `"kernel"` or `"forward/kernel"`.
     """
 
     def __init__(self):
@@ -93,6 +94,23 @@ class UnitGraph(ChannelUnion):
     def removed(self, ids) -> np.ndarray:
         """Boolean array: which of `ids` are removed (not pinned)."""
         return ~self.pinned(ids)
+
+    # ------------------------------------------ the `ChannelFlow` of the rules
+    def tile(self, x: Channels, times: int) -> Channels:
+        return x.tile(times)
+
+    def concat(self, parts: list) -> Channels:
+        return concat(parts)
+
+    def produce(self, layer, key: str, n: int) -> Channels:
+        """The output units `key` of the current layer, their values unknown
+        until its surgery sets them (`layer_units`)."""
+        return self.layer_units(key, np.full(n, np.nan), pin_live=False)
+
+    def per_channel(self, layer, x: Channels) -> Channels:
+        """The current layer holds a parameter per channel of `x` ("channels")."""
+        self.consume("channels", x, need_const=False)
+        return x
 
     # -------------------------------------------------------- bookkeeping
     def layer_units(self, key: str, vals, pin_live: bool = True) -> Channels:

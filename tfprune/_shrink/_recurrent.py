@@ -27,31 +27,27 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from tfprune._base import channel_rules
 from tfprune._shrink._graph import concat
 from tfprune._shrink._surgery import Rebuilt
 from tfprune._shrink._surgery import Surgery
 from tfprune._shrink._surgery import apply_elementwise
-from tfprune._shrink._surgery import register_surgery
+from tfprune._shrink._surgery import extend
 from tfprune._shrink._surgery import rel_path
 from tfprune._shrink._surgery import sibling
 from tfprune._shrink._surgery import to_numpy
 
-# cell class -> (gate blocks, index of the candidate block)
-_CELLS = [
-    (keras.layers.LSTMCell, 4, 2),
-    (keras.layers.GRUCell, 3, 2),
-    (keras.layers.SimpleRNNCell, 1, 0),
-]
-_LAYERS = (keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN)
+# cell class -> (gate blocks, index of the candidate block), for the layers
+# the rules follow (`channel_rules.followed_recurrent`)
+_CELLS = {
+    keras.layers.LSTMCell: (4, 2),
+    keras.layers.GRUCell: (3, 2),
+    keras.layers.SimpleRNNCell: (1, 0),
+}
 
 
 def _cell_blocks(rnn):
-    if not isinstance(rnn, _LAYERS) or rnn.stateful:
-        return None
-    for cls, gates, candidate in _CELLS:
-        if type(rnn.cell) is cls:
-            return gates, candidate
-    return None
+    return _CELLS[type(rnn.cell)]
 
 
 def _unread(rnn) -> np.ndarray:
@@ -119,10 +115,10 @@ def shrink_rnn(rnn, keep_in, fold, keep_units):
 class Recurrent(Surgery):
     """SimpleRNN, LSTM and GRU layers."""
 
-    def analyze(self, layer, node, inputs, graph):
-        x = inputs[0] if len(inputs) == 1 else None
-        if x is None or _cell_blocks(layer) is None or layer.cell.kernel.shape[0] != len(x):
-            return None
+    rule = channel_rules.RECURRENT
+
+    def values(self, layer, node, inputs, outputs, graph):
+        x = inputs[0]
         graph.consume("kernel", x, unread=_unread(layer))
         dead = dead_units(layer, x.vals)
         units = graph.layer_units("units", np.where(dead, 0.0, np.nan))
@@ -139,18 +135,10 @@ class Recurrent(Surgery):
 class Bidirectional(Surgery):
     """Bidirectional: unit j goes when it is dead in both directions."""
 
-    def analyze(self, layer, node, inputs, graph):
+    rule = channel_rules.BIDIRECTIONAL
+
+    def values(self, layer, node, inputs, outputs, graph):
         fwd, bwd = layer.forward_layer, layer.backward_layer
-        if (
-            layer.return_state
-            or len(inputs) != 1
-            or inputs[0] is None
-            or _cell_blocks(fwd) is None
-            or _cell_blocks(bwd) is None
-            or fwd.cell.units != bwd.cell.units
-            or fwd.cell.kernel.shape[0] != len(inputs[0])
-        ):
-            return None
         x = inputs[0]
         parts = []
         for name, rnn in (("forward", fwd), ("backward", bwd)):
@@ -158,7 +146,7 @@ class Bidirectional(Surgery):
             dead = dead_units(rnn, x.vals)
             parts.append(graph.layer_units(f"{name}/units", np.where(dead, 0.0, np.nan)))
         f, b = parts
-        graph.union(f.ids, b.ids)
+        graph.union(f.ids, b.ids)  # one decision per unit: both directions keep the same
         mode = layer.merge_mode
         if mode is None:
             return [f, b]
@@ -187,6 +175,5 @@ class Bidirectional(Surgery):
         return Rebuilt(type(layer).from_config(config), arrays)
 
 
-for _cls in _LAYERS:
-    register_surgery(_cls, Recurrent())
-register_surgery(keras.layers.Bidirectional, Bidirectional())
+extend(Recurrent())
+extend(Bidirectional())

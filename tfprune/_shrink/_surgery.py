@@ -1,35 +1,38 @@
-"""Per-layer surgery: the interface, the registry, and the layers without units.
+"""Per-layer surgery: shrink's half of the channel rules, and the layers without units.
 
-A `Surgery` says how one kind of layer takes part in shrinking:
-- `analyze(layer, node, inputs, graph)` receives the `Channels` of the
-  layer's inputs at one call (`node`), records in `graph` what the layer
-  consumes and produces, and returns the `Channels` of its outputs. It
-  returns None when it cannot follow this call; the layer is then treated as
-  unknown: all its inputs and units are kept.
+How a layer maps channels is its channel rule (`tfprune._base.channel_rules`,
+the one registry that `Units` unit grouping reads too). A `Surgery` is a
+rule extended with what only shrink needs:
+
+- `values(layer, node, inputs, outputs, graph)` receives the `Channels` of
+  the layer's inputs at one call (`node`) and those of its outputs as the
+  rule gave them, records in `graph` what the layer reads, and returns the
+  outputs with their constant values (None: the call is treated as
+  unknown, all its inputs and units are kept). `analyze` runs the rule, then
+  `values`.
 - `rebuild(layer, plan)` returns a `Rebuilt` layer with fewer units or rows,
   or None when the layer is copied unchanged.
 
-The registry is searched with `isinstance`, most recently registered first
-(`register_surgery`); a layer it does not know is kept as it is.
+`register_surgery(layer_class, surgery)` registers the surgery in the rule
+registry, so that one registration teaches unit grouping and `shrink`. The
+built-in layers have plain rules there; shrink keys its surgeries for them on
+those rules (`extend`). A layer with neither is kept as it is.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import keras
 import numpy as np
 
-from tfprune._base import channels as _channels
+from tfprune._base import channel_rules
 from tfprune._base import walk
-from tfprune._base.channels import channels_last
-from tfprune._base.channels import is_elementwise
-from tfprune._base.channels import last_dim
-from tfprune._shrink._graph import Channels
+from tfprune._base.channel_rules import ChannelRule
+from tfprune._base.channel_rules import channel_rule_for
 from tfprune._shrink._graph import UnitGraph
 
-_SURGERIES: list = []
+_BUILTIN: dict = {}  # built-in rule -> its surgery
 
 
 @dataclasses.dataclass
@@ -46,13 +49,31 @@ class Rebuilt:
     arrays: dict | None
 
 
-class Surgery:
-    """How one kind of layer takes part in shrinking.
+class Surgery(ChannelRule):
+    """How one kind of layer takes part in shrinking: a channel rule, extended.
 
-    This base class is the behaviour for layers shrink does not know: the
-    call is not followed (everything the layer touches is kept) and the layer
-    is copied unchanged.
+    This base class is the behaviour for layers shrink does not know: its
+    rule follows nothing (everything the layer touches is kept) and the
+    layer is copied unchanged.
+
+    Args:
+        rule: the `ChannelRule` it extends (how the layer maps channels),
+            also followed by `Units` unit grouping. Defaults to the built-in
+            rule of the surgery's kind (`UNKNOWN` for this base class).
     """
+
+    rule: ChannelRule = channel_rules.UNKNOWN
+
+    def __init__(self, rule: ChannelRule | None = None):
+        if rule is not None:
+            self.rule = rule
+
+    @property
+    def distributable(self) -> bool:
+        return self.rule.distributable
+
+    def follow(self, layer, node, inputs, flow):
+        return self.rule.follow(layer, node, inputs, flow)
 
     def analyze(self, layer, node, inputs: list, graph: UnitGraph):
         """Follows the channels through one call of `layer`.
@@ -62,14 +83,31 @@ class Surgery:
             node: the Keras node of this call (`node.outputs`, shapes).
             inputs: the `Channels` of each data input (the Keras mask left
                 out), None for a tensor whose channels are not followed.
-            graph: the `UnitGraph`; record reads with `graph.consume` and
-                output units with `graph.layer_units`.
+            graph: the `UnitGraph`.
 
         Returns:
             One `Channels` (or None) per output tensor, or None if this call
             cannot be followed.
         """
-        return None
+        outputs = self.follow(layer, node, inputs, graph)
+        return None if outputs is None else self.values(layer, node, inputs, outputs, graph)
+
+    def values(self, layer, node, inputs: list, outputs: list, graph: UnitGraph):
+        """The outputs with their constant values; records what the layer reads.
+
+        Args:
+            layer, node, inputs, graph: as for `analyze`.
+            outputs: the `Channels` of each output as the rule gave them:
+                passed, tiled or concatenated channels carry the values of
+                the inputs, units (`graph.produce`) unknown values (NaN).
+                Record reads with `graph.consume` and set the values of
+                units with `graph.layer_units`.
+
+        Returns:
+            One `Channels` (or None) per output tensor, or None to treat
+            this call as unknown. This base class returns `outputs`.
+        """
+        return outputs
 
     def rebuild(self, layer, plan) -> Rebuilt | None:
         """The smaller layer decided by `plan` (a `LayerPlan`), or None to copy it."""
@@ -77,7 +115,12 @@ class Surgery:
 
 
 def register_surgery(layer_class: type, surgery: Surgery) -> None:
-    """Registers `surgery` for `layer_class` and its subclasses.
+    """Teaches unit grouping and `shrink` a layer class and its subclasses.
+
+    The surgery goes into the one registry of channel rules
+    (`tfprune._base.channel_rules`): the `Units` strategy couples the
+    channels its rule follows, `tfprune.shrink` removes units through the
+    layer and rebuilds it with the surgery.
 
     Args:
         layer_class: a `keras.layers.Layer` subclass.
@@ -86,6 +129,19 @@ def register_surgery(layer_class: type, surgery: Surgery) -> None:
 
     Raises:
         TypeError: if an argument has the wrong type.
+
+    Example:
+
+    ```python
+    from tfprune._shrink import register_surgery
+    from tfprune._shrink._surgery import Identity
+
+    class Probe(keras.layers.Layer):  # the identity, e.g. to log activations
+        def call(self, x):
+            return x
+
+    register_surgery(Probe, Identity())  # channel j of its output is channel j of its input
+    ```
     """
     if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
         raise TypeError(
@@ -94,14 +150,20 @@ def register_surgery(layer_class: type, surgery: Surgery) -> None:
         )
     if not isinstance(surgery, Surgery):
         raise TypeError(f"`surgery` must be a `Surgery` instance. Received: surgery={surgery!r}")
-    _SURGERIES.insert(0, (layer_class, surgery))
+    channel_rules.register_channel_rule(layer_class, surgery)
+
+
+def extend(surgery: Surgery) -> None:
+    """Makes `surgery` shrink's half of the built-in rule `surgery.rule`."""
+    _BUILTIN[surgery.rule] = surgery
 
 
 def surgery_for(layer) -> Surgery:
-    for cls, surgery in _SURGERIES:
-        if isinstance(layer, cls):
-            return surgery
-    return _UNKNOWN
+    """The surgery registered for `layer`, or the one of its built-in rule."""
+    entry = channel_rule_for(layer)
+    if isinstance(entry, Surgery):
+        return entry
+    return _BUILTIN.get(entry, _UNKNOWN)
 
 
 _UNKNOWN = Surgery()
@@ -150,35 +212,21 @@ def compute_dtype(layer) -> str:
     return dtype if dtype in ("float32", "float64") else "float32"
 
 
-def single(node, inputs):
-    """The one input `Channels` of a one-in, one-out call, or None."""
-    if len(inputs) != 1 or len(node.outputs) != 1 or inputs[0] is None:
-        return None
-    return inputs[0]
-
-
 # ------------------------------------------------- layers without weights
 class Identity(Surgery):
     """Layers that are the identity at inference (Dropout, noise, ...)."""
 
-    def analyze(self, layer, node, inputs, graph):
-        x = single(node, inputs)
-        return None if x is None else [x]
+    rule = channel_rules.IDENTITY
 
 
 class Elementwise(Surgery):
     """Activation layers: each channel keeps its class, constants go through."""
 
-    def analyze(self, layer, node, inputs, graph):
-        x = single(node, inputs)
-        if x is None:
-            return None
-        if isinstance(layer, keras.layers.Activation):
-            if not is_elementwise(layer.activation):
-                return None
-            fn = layer.activation
-        else:
-            fn = layer.call
+    rule = channel_rules.ACTIVATION
+
+    def values(self, layer, node, inputs, outputs, graph):
+        fn = layer.activation if isinstance(layer, keras.layers.Activation) else layer.call
+        (x,) = outputs
         return [x.with_vals(apply_elementwise(fn, x.vals, compute_dtype(layer)))]
 
 
@@ -190,44 +238,28 @@ class ChannelPreserving(Surgery):
     only zero channels stay constant.
     """
 
-    def __init__(self, pads: bool = False):
+    def __init__(self, pads: bool = False, rule: ChannelRule | None = None):
+        if rule is None:
+            rule = channel_rules.PADDING if pads else channel_rules.POOLING
+        super().__init__(rule)
         self.pads = pads
 
-    def analyze(self, layer, node, inputs, graph):
-        x = single(node, inputs)
-        if x is None or not channels_last(layer) or last_dim(node.outputs[0]) != len(x):
-            return None
+    def values(self, layer, node, inputs, outputs, graph):
+        (x,) = outputs
         pads = self.pads or getattr(layer, "padding", "valid") != "valid"
-        vals = np.where(x.vals == 0, 0.0, np.nan) if pads else x.vals
-        return [x.with_vals(vals)]
+        return [x.with_vals(np.where(x.vals == 0, 0.0, np.nan) if pads else x.vals)]
 
 
 class Flatten(Surgery):
     """Flatten: the channels repeat once per position, in C order."""
 
-    def analyze(self, layer, node, inputs, graph):
-        x = single(node, inputs)
-        if x is None or not channels_last(layer):
-            return None
-        inner = node.input_tensors[0].shape[1:-1]
-        if not all(isinstance(d, int) for d in inner):
-            return None
-        times = math.prod(inner)
-        if last_dim(node.outputs[0]) != times * len(x):
-            return None
-        return [x.tile(times)]
+    rule = channel_rules.FLATTEN
 
 
 class Reshape(Surgery):
     """Reshape whose last output axis is a whole number of input channel rows."""
 
-    def analyze(self, layer, node, inputs, graph):
-        x = single(node, inputs)
-        out = last_dim(node.outputs[0]) if x is not None else None
-        if not isinstance(out, int) or out % len(x):
-            return None
-        graph.consume("channels", x, need_const=False)
-        return [x.tile(out // len(x))]
+    rule = channel_rules.RESHAPE
 
     def rebuild(self, layer, plan):
         rows = plan.rows("channels")
@@ -244,14 +276,10 @@ class Reshape(Surgery):
 class BatchNormalization(Surgery):
     """Per-channel affine map at inference; its parameters follow the channels."""
 
-    def analyze(self, layer, node, inputs, graph):
-        x = single(node, inputs)
-        if x is None:
-            return None
-        rank = len(node.input_tensors[0].shape)
-        if layer.axis not in (-1, rank - 1):
-            return None
-        graph.consume("channels", x, need_const=False)
+    rule = channel_rules.BATCH_NORMALIZATION
+
+    def values(self, layer, node, inputs, outputs, graph):
+        (x,) = outputs
         mean = to_numpy(layer.moving_mean).astype("float64")
         var = to_numpy(layer.moving_variance).astype("float64")
         gamma = to_numpy(layer.gamma).astype("float64") if layer.scale else 1.0
@@ -269,58 +297,51 @@ class BatchNormalization(Surgery):
 
 
 class Merge(Surgery):
-    """Add, Subtract, Multiply, Average, Maximum, Minimum: channel i of all inputs."""
+    """Add, Subtract, Multiply, Average, Maximum, Minimum: channel i of all inputs.
 
-    def __init__(self, op):
+    Args:
+        op: the numpy function of the stacked input values.
+        rule: the rule it extends. Defaults to the rule of Add.
+    """
+
+    rule = channel_rules.ADD
+
+    def __init__(self, op, rule: ChannelRule | None = None):
+        super().__init__(rule)
         self.op = op
 
-    def analyze(self, layer, node, inputs, graph):
-        n = last_dim(node.outputs[0])
-        if any(x is None or len(x) != n for x in inputs):
-            return None
-        for x in inputs[1:]:
-            graph.union(inputs[0].ids, x.ids)
-        return [inputs[0].with_vals(self.op(np.stack([x.vals for x in inputs])))]
+    def values(self, layer, node, inputs, outputs, graph):
+        return [outputs[0].with_vals(self.op(np.stack([x.vals for x in inputs])))]
 
 
 class Concatenate(Surgery):
     """Concatenate: along the channels the indices shift, elsewhere they merge."""
 
-    def analyze(self, layer, node, inputs, graph):
-        if any(x is None for x in inputs) or len(node.outputs) != 1:
-            return None
+    rule = channel_rules.CONCATENATE
+
+    def values(self, layer, node, inputs, outputs, graph):
         rank = len(node.outputs[0].shape)
         if layer.axis % rank == rank - 1:
-            return [Channels(np.concatenate([x.ids for x in inputs]),
-                             np.concatenate([x.vals for x in inputs]))]
-        if any(len(x) != len(inputs[0]) for x in inputs):
-            return None
-        for x in inputs[1:]:
-            graph.union(inputs[0].ids, x.ids)
+            return outputs  # the concatenation carries the values
         vals = np.stack([x.vals for x in inputs])
         same = np.all(vals == vals[0], axis=0)
-        return [inputs[0].with_vals(np.where(same, vals[0], np.nan))]
+        return [outputs[0].with_vals(np.where(same, vals[0], np.nan))]
 
 
-def _layers(*names):
-    return tuple(getattr(keras.layers, n) for n in names if hasattr(keras.layers, n))
-
-
-for _classes, _surgery in [
-    (_channels.IDENTITY, Identity()),
-    (_channels.ELEMENTWISE, Elementwise()),
-    (_channels.CHANNEL_PRESERVING, ChannelPreserving()),
-    (_channels.PADDING, ChannelPreserving(pads=True)),
-    (_layers("Flatten"), Flatten()),
-    (_layers("Reshape"), Reshape()),
-    (_layers("BatchNormalization"), BatchNormalization()),
-    (_layers("Add"), Merge(lambda v: np.sum(v, axis=0))),
-    (_layers("Subtract"), Merge(lambda v: v[0] - v[1])),
-    (_layers("Multiply"), Merge(lambda v: np.prod(v, axis=0))),
-    (_layers("Average"), Merge(lambda v: np.mean(v, axis=0))),
-    (_layers("Maximum"), Merge(lambda v: np.max(v, axis=0))),
-    (_layers("Minimum"), Merge(lambda v: np.min(v, axis=0))),
-    (_layers("Concatenate"), Concatenate()),
+for _surgery in [
+    Identity(),
+    Elementwise(),
+    ChannelPreserving(),
+    ChannelPreserving(pads=True),
+    Flatten(),
+    Reshape(),
+    BatchNormalization(),
+    Merge(lambda v: np.sum(v, axis=0), channel_rules.ADD),
+    Merge(lambda v: v[0] - v[1], channel_rules.SUBTRACT),
+    Merge(lambda v: np.prod(v, axis=0), channel_rules.MULTIPLY),
+    Merge(lambda v: np.mean(v, axis=0), channel_rules.AVERAGE),
+    Merge(lambda v: np.max(v, axis=0), channel_rules.MAXIMUM),
+    Merge(lambda v: np.min(v, axis=0), channel_rules.MINIMUM),
+    Concatenate(),
 ]:
-    for _cls in _classes:
-        _SURGERIES.append((_cls, _surgery))
+    extend(_surgery)

@@ -20,20 +20,17 @@ padding reaches (or a zero constant).
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 
-from tfprune._base.channels import per_channel_depthwise
+from tfprune._base import channel_rules
+from tfprune._base.channel_rules import is_elementwise
 from tfprune._shrink._surgery import Rebuilt
 from tfprune._shrink._surgery import Surgery
 from tfprune._shrink._surgery import apply_elementwise
-from tfprune._shrink._surgery import channels_last
 from tfprune._shrink._surgery import compute_dtype
-from tfprune._shrink._surgery import is_elementwise
-from tfprune._shrink._surgery import register_surgery
+from tfprune._shrink._surgery import extend
 from tfprune._shrink._surgery import rel_path
 from tfprune._shrink._surgery import sibling
-from tfprune._shrink._surgery import single
 from tfprune._shrink._surgery import surgery_for
 from tfprune._shrink._surgery import to_numpy
 
@@ -75,21 +72,15 @@ def _per_input(kernel):
 class Dense(Surgery):
     """Dense; the base of Conv (kernel `(*window, inputs, units)`)."""
 
+    rule = channel_rules.DENSE
     size_key = "units"
 
     def fold_ok(self, layer) -> bool:
         return True
 
-    def supports(self, layer, kernel, n_in) -> bool:
-        return kernel.ndim == 2 and kernel.shape[0] == n_in
-
-    def analyze(self, layer, node, inputs, graph):
-        x = single(node, inputs)
-        if x is None:
-            return None
+    def values(self, layer, node, inputs, outputs, graph):
+        x = inputs[0]
         kernel = to_numpy(layer.kernel).astype("float64")
-        if not self.supports(layer, kernel, len(x)):
-            return None
         nonzero, total = _per_input(kernel)
         units = kernel.shape[-1]
         bias = to_numpy(layer.bias).astype("float64") if layer.use_bias else np.zeros(units)
@@ -137,15 +128,8 @@ class Dense(Surgery):
 class Conv(Dense):
     """Conv1D/2D/3D, channels last, no groups."""
 
+    rule = channel_rules.CONV
     size_key = "filters"
-
-    def supports(self, layer, kernel, n_in) -> bool:
-        return (
-            channels_last(layer)
-            and getattr(layer, "groups", 1) == 1
-            and kernel.ndim >= 3
-            and kernel.shape[-2] == n_in
-        )
 
     def fold_ok(self, layer) -> bool:
         return layer.padding == "valid" or all(k == 1 for k in layer.kernel_size)
@@ -154,14 +138,11 @@ class Conv(Dense):
 class Depthwise(Surgery):
     """DepthwiseConv1D/2D, channels last, `depth_multiplier=1`: channel in = channel out."""
 
-    def analyze(self, layer, node, inputs, graph):
-        x = single(node, inputs)
-        if x is None or not per_channel_depthwise(layer) or not is_elementwise(layer.activation):
-            return None
+    rule = channel_rules.DEPTHWISE
+
+    def values(self, layer, node, inputs, outputs, graph):
+        (x,) = outputs  # the rule recorded the channels it reads
         kernel = to_numpy(layer.kernel).astype("float64")[..., 0]  # (*window, channels)
-        if kernel.shape[-1] != len(x):
-            return None
-        graph.consume("channels", x, need_const=False)
         window = tuple(range(kernel.ndim - 1))
         reads = np.any(kernel != 0, axis=window)
         bias = to_numpy(layer.bias).astype("float64") if layer.use_bias else np.zeros(len(x))
@@ -186,11 +167,9 @@ class Depthwise(Surgery):
 class Embedding(Surgery):
     """Embedding: a dimension whose column holds one value everywhere is constant."""
 
-    def analyze(self, layer, node, inputs, graph):
-        if len(node.outputs) != 1:
-            return None
-        for x in inputs:
-            graph.pin(x)
+    rule = channel_rules.EMBEDDING
+
+    def values(self, layer, node, inputs, outputs, graph):
         table = to_numpy(layer.embeddings).astype("float64")
         same = np.all(table == table[:1], axis=0)
         vals = np.where(same, table[0], np.nan)
@@ -210,13 +189,15 @@ class Embedding(Surgery):
 class TimeDistributed(Surgery):
     """TimeDistributed(Dense or Conv): the inner layer acts on the last axis."""
 
+    rule = channel_rules.TIME_DISTRIBUTED
+
     def _inner(self, layer):
         inner = surgery_for(layer.layer)
         return inner if isinstance(inner, Dense) else None
 
-    def analyze(self, layer, node, inputs, graph):
+    def values(self, layer, node, inputs, outputs, graph):
         inner = self._inner(layer)
-        return None if inner is None else inner.analyze(layer.layer, node, inputs, graph)
+        return None if inner is None else inner.values(layer.layer, node, inputs, outputs, graph)
 
     def rebuild(self, layer, plan):
         inner = self._inner(layer)
@@ -230,11 +211,5 @@ class TimeDistributed(Surgery):
         return Rebuilt(type(layer)(rebuilt.layer, **config), arrays)
 
 
-register_surgery(keras.layers.Dense, Dense())
-for _name in ("Conv1D", "Conv2D", "Conv3D"):
-    register_surgery(getattr(keras.layers, _name), Conv())
-for _name in ("DepthwiseConv1D", "DepthwiseConv2D"):
-    if hasattr(keras.layers, _name):
-        register_surgery(getattr(keras.layers, _name), Depthwise())
-register_surgery(keras.layers.Embedding, Embedding())
-register_surgery(keras.layers.TimeDistributed, TimeDistributed())
+for _surgery in (Dense(), Conv(), Depthwise(), Embedding(), TimeDistributed()):
+    extend(_surgery)
