@@ -80,7 +80,7 @@ def test_in_step_masks_equal_the_masks_between_steps(name):
     # Validation after each epoch sees the masks due by then, both ways.
     assert history_i["val_loss"] == history_b["val_loss"]
     assert callback_i.sparsity == callback_b.sparsity > 0
-    assert callback_i._last == {id(w): END for w in find_wrappers(inside)}
+    assert [c.last for c in callback_i._cohorts] == [[END] * len(find_wrappers(inside))]
     assert callback_i._in_step is None and callback_b._in_step is None  # after fit
     # The next fit builds a plain train function again.
     assert inside.train_function is None

@@ -352,3 +352,83 @@ def test_pruned_in_place_with_sub_blocks_saves_and_loads(kind, rng, tmp_path):
     assert len(find_wrappers(pruned)) >= 3
     assert masks(loaded) == masks(pruned)
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), pruned.predict(x, verbose=0))
+
+
+class TwinBlock(keras.layers.Layer):
+    """A block holding a Dense layer named "proj"; `alone` builds it at
+    once, outside any model's name scope, so every such kernel has the
+    variable path "proj/kernel"."""
+
+    def __init__(self, units, alone, **kwargs):
+        super().__init__(**kwargs)
+        self.proj = L.Dense(units, name="proj")
+        if alone:
+            self.proj.build((None, 8))
+
+    def call(self, x):
+        return self.proj(x)
+
+
+class TwinNet(keras.Model):
+    """Two sub-blocks, each with a layer the user named "proj", of
+    different widths (so their zero counts differ at every sparsity)."""
+
+    def __init__(self, alone, **kwargs):
+        super().__init__(**kwargs)
+        self.a = TwinBlock(16, alone)
+        self.b = TwinBlock(4, alone)
+        self.head = L.Dense(1, name="head")
+
+    def call(self, x):
+        return self.head(keras.ops.concatenate([self.a(x), self.b(x)], axis=-1))
+
+
+class WeightSparsity(keras.callbacks.Callback):
+    """After each epoch: `logs["sparsity"]` and the sparsity counted in the
+    pruned weights themselves. Put it after the `PruningCallback`."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        total = zeros = 0
+        for wrapper in find_wrappers(self.model):
+            for value in wrapper.masked_values():
+                value = keras.ops.convert_to_numpy(value)
+                total += value.size
+                zeros += int(value.size - np.count_nonzero(value))
+        self.rows.append((logs["sparsity"], zeros / total))
+
+
+@pytest.mark.parametrize("in_step", [False, pytest.param(True, marks=pytest.mark.skipif(
+    keras.backend.backend() == "torch", reason="PyTorch updates between steps"))])
+@pytest.mark.parametrize("alone", [False, True], ids=["paths_differ", "paths_repeat"])
+def test_layers_of_one_name_in_two_blocks_keep_their_own_zero_counts(alone, in_step, rng):
+    net = TwinNet(alone, name="net")
+    net(np.zeros((1, 8), "float32"))
+    pruned = tfprune.prune(net, tfprune.schedules.PolynomialDecay(0.0, 0.75, 0, 20, power=1))
+    slots = [s for w in find_wrappers(pruned) for s in w.slots]
+    pruned.compile(keras.optimizers.Adam(0.01), "mse")
+    x = rng.random((48, 8)).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+    callback = tfprune.PruningCallback(update_every=2, in_step=in_step)
+    recorder = WeightSparsity()
+    history = pruned.fit(x, y, batch_size=4, epochs=3, verbose=0, shuffle=False,
+                         callbacks=[callback, recorder])
+    keys = [s.key for s in slots]
+    if alone:
+        assert keys == ["proj/kernel", "proj/kernel#2", "net/head/kernel"]
+    else:
+        assert keys == ["net/twin_block/proj/kernel", "net/twin_block_1/proj/kernel",
+                        "net/head/kernel"]
+    # Epochs end at steps 12, 24, 36: the first mid-schedule (a zero count
+    # of one kernel taken for the other's would show), the last at 0.75.
+    logged, counted = zip(*recorder.rows)
+    assert list(logged) == list(counted) == history.history["sparsity"]
+    assert 0 < counted[0] < counted[-1] == callback.sparsity
+    report = tfprune.sparsity_report(pruned)
+    assert report.sparsity == callback.sparsity
+    # Both "proj" kernels were updated, each to its own count.
+    assert [row["zeros"] for row in report.rows] == [round(128 * 0.75), round(32 * 0.75),
+                                                     round(20 * 0.75)]

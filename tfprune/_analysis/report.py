@@ -123,6 +123,10 @@ def sparsity_report(model) -> SparsityReport:
         raise TypeError(
             f"`model` must be a Keras model, a layer or a `.keras` path. {received('model', model)}"
         )
+    # The mask of each wrapped variable, found by identity: an object map
+    # (the model's walk and the wrappers' list the same variables as other
+    # `PrunableWeight`s; paths may repeat), not a result; rows are keyed by
+    # layer and weight names.
     masks = {}
     for wrapper in find_wrappers(model):
         for pw, mask in zip(wrapper.pruned_weights, wrapper.masks):

@@ -196,7 +196,9 @@ def registered_weights(layer):
     return None
 
 
-def _own_prunable(layer, path):
+def own_prunable(layer, path: str) -> list:
+    """The `PrunableWeight`s that `layer` owns itself (not its sub-layers'),
+    each with `path`."""
     if hasattr(layer, "get_prunable_weights") and callable(layer.get_prunable_weights):
         return [PrunableWeight(v, layer, path, 1) for v in layer.get_prunable_weights()]
     weights = registered_weights(layer)
@@ -246,7 +248,7 @@ def prunable_weights(layer, include=None) -> list[PrunableWeight]:
             index_path[: len(p)] == tuple(p) for p in include
         ):
             continue
-        for pw in _own_prunable(sub, path):
+        for pw in own_prunable(sub, path):
             if id(pw.variable) not in seen:
                 seen.add(id(pw.variable))
                 found.append(pw)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import threading
 import warnings
@@ -16,8 +15,8 @@ from tfprune._masks.core import apply_mask
 from tfprune._training import in_step as _in_step
 from tfprune._training import state as state_lib
 from tfprune._training import wrapper as _wrapper
+from tfprune._training.cohort import plan_cohorts
 from tfprune._training.update import MaskUpdate
-from tfprune._training.update import is_due
 
 
 #: Serializes the reading of step logs that Keras hands to callbacks in
@@ -40,83 +39,26 @@ def _write_scalar(tag: str, value: float) -> None:
     tf.summary.write(tag, tf.constant(value, tf.float32), metadata=metadata)
 
 
-def _zeros(pw, mask, known) -> int:
-    """Zeros of `pw`'s masked value; from `known` if it was just counted."""
-    if id(pw.variable) in known:
-        return known[id(pw.variable)]
-    return state_lib.masked_zeros(pw, mask)
+def _zeros(slot, known) -> int:
+    """Zeros of `slot`'s masked weight; from `known` if it was just counted."""
+    zeros = known.get(slot.key)
+    return state_lib.masked_zeros(slot.weight, slot.mask) if zeros is None else zeros
 
 
 def overall_sparsity(wrappers, known=None) -> float:
     """Fraction of zeros over every weight the wrappers prune.
 
-    `known` maps `id(variable)` to a zero count already taken (by the last
-    mask update); those weights are not read again.
+    `known` maps a weight's key (`Slot.key`) to a zero count already taken
+    (by the last mask update); those weights are not read again.
     """
     known = known or {}
     total = zeros = 0
     for w in wrappers:
-        for pw, mask in zip(w.pruned_weights, w.masks):
-            total += math.prod(tuple(pw.variable.shape))
-            zeros += _zeros(pw, mask, known)
-    return zeros / total if total else 0.0
-
-
-def _value(variable):
-    return keras.ops.convert_to_tensor(variable)
-
-
-@dataclasses.dataclass
-class _Cohort:
-    """Wrappers whose masks are updated together, with one schedule."""
-
-    wrappers: list
-    plan: object
-    schedule: object
-    update: object = None
-
-
-def _plan_cohorts(model, wrappers) -> tuple:
-    """`(plan, slots, cohorts)` for the wrappers of `model`.
-
-    The plan covers the whole model; groups without masks (layers left
-    unwrapped) are protected. `slots` is aligned with `plan.weights` (None
-    where there is no mask).
-    """
-    strategies = [w.strategy for w in wrappers]
-    if any(s != strategies[0] for s in strategies):
-        names = {w.name: w.strategy for w in wrappers}
-        raise ValueError(
-            "The PruningWrapper layers of a model must share one strategy: a plan "
-            "covers the whole model. Prune it with one `tfprune.prune(model, "
-            f"sparsity, strategy=...)` call. Received: strategies={names!r}"
-        )
-    plan = strategies[0].plan(model)
-    slots, owner = {}, {}
-    for w in wrappers:
         for slot in w.slots:
-            slots[id(slot.weight.variable)] = slot
-            owner[id(slot.weight.variable)] = w
-    aligned = [slots.get(id(pw.variable)) for pw in plan.weights]
-    masked = {g.name for g in plan.groups
-              if all(aligned[t] is not None for t in g.group.tensors)}
-    plan = plan.only(masked)
-    schedules = [w.schedule for w in wrappers]
-    if all(s == schedules[0] for s in schedules):
-        return plan, aligned, [_Cohort(list(wrappers), plan, schedules[0])]
-    if plan.strategy.allocation.model_wide:
-        by_wrapper = {w.name: w.schedule for w in wrappers}
-        raise ValueError(
-            f"{type(plan.strategy.allocation).__name__} allocation splits one target "
-            "across the whole model, so every PruningWrapper must share one "
-            f"schedule. Received: schedules={by_wrapper!r}"
-        )
-    cohorts = []
-    for w in wrappers:
-        mine = [g.name for g in plan.groups
-                if owner.get(id(plan.weights[g.group.tensors[0]].variable)) is w]
-        cohorts.append(_Cohort([w], plan.only(mine), w.schedule))
-    return plan, aligned, cohorts
+            if slot.counted:
+                total += math.prod(tuple(slot.weight.variable.shape))
+                zeros += _zeros(slot, known)
+    return zeros / total if total else 0.0
 
 
 @keras.saving.register_keras_serializable("tfprune")
@@ -223,11 +165,10 @@ class PruningCallback(keras.callbacks.Callback):
             )
         self.log_dir = log_dir
         self._wrappers = []
-        self._cohorts = []
+        self._cohorts = []  # `cohort.Cohort`s, each with its wrappers' last update
         self._slots = []
         self.plan = None
-        self._last = {}  # id(wrapper) -> step of its last update, mirrors pruning_step
-        self._zeros = {}  # id(variable) -> zeros, from the last count or update
+        self._zeros = {}  # Slot.key -> zeros, from the last count or update
         self._writer = None
         self._clock = 0  # the step, counted on the host between reads
         self._last_batch = -1
@@ -252,30 +193,20 @@ class PruningCallback(keras.callbacks.Callback):
         backend.sync_state(self.model)
         return int(optimizer.iterations.numpy())
 
-    def _due(self, wrapper, step: int) -> bool:
-        if getattr(wrapper, "frozen", False):
-            return False
-        schedule = wrapper.schedule
-        return bool(is_due(step, self._last[id(wrapper)], schedule.begin_step,
-                           schedule.end_step, self.update_every))
-
     def _any_due(self, step: int) -> bool:
-        return any(
-            self._due(w, step) for c in self._cohorts for w in c.wrappers
-            if not any(getattr(v, "frozen", False) for v in c.wrappers)
-        )
+        return any(c.due(step, self.update_every) for c in self._cohorts)
 
     def _mask_update(self, cohort):
         """The compiled update of `cohort` (made once)."""
         if cohort.update is None:
-            names = {id(pw.variable): w.layer.name for w in self._wrappers
-                     for pw in w.pruned_weights}
+            names = {slot.key: w.layer.name for w in self._wrappers
+                     for slot in w.slots if slot.counted}
             cohort.update = MaskUpdate(cohort.plan, self._slots,
                                        [w.pruning_step for w in cohort.wrappers], names)
         return cohort.update
 
     def _update(self, cohort, step: int) -> dict:
-        """Updates the masks of `cohort`; returns `{id(variable): zeros}`."""
+        """Updates the masks of `cohort`; returns `{key: zeros}` (`Slot.key`)."""
         self._mask_update(cohort)
         schedule = cohort.schedule
         upcoming = None
@@ -284,8 +215,7 @@ class PruningCallback(keras.callbacks.Callback):
             upcoming = (schedule(next_step), next_step)
         zeros = cohort.update(schedule(step), step=step, final_sparsity=schedule.final_sparsity,
                               upcoming=upcoming)
-        for wrapper in cohort.wrappers:
-            self._last[id(wrapper)] = step
+        cohort.updated(step)
         return zeros
 
     def update_masks(self, step: int | None = None) -> bool:
@@ -297,8 +227,7 @@ class PruningCallback(keras.callbacks.Callback):
         step = self._step() if step is None else int(step)
         updated, zeros = [], {}
         for cohort in self._cohorts:
-            frozen = any(getattr(w, "frozen", False) for w in cohort.wrappers)
-            if not frozen and any(self._due(w, step) for w in cohort.wrappers):
+            if cohort.due(step, self.update_every):
                 zeros.update(self._update(cohort, step))
                 updated.extend(cohort.wrappers)
         if updated:
@@ -312,13 +241,15 @@ class PruningCallback(keras.callbacks.Callback):
         """Reads the step, the wrappers' last updates and the zeros again:
         at the start of training, or after masks were restored."""
         self._clock = self._step()
-        self._last = {id(w): int(w.pruning_step.numpy()) for w in self._wrappers}
-        behind = sorted(w.name for w in self._wrappers
-                        if self._clock < self._last[id(w)] < w.schedule.end_step)
+        for cohort in self._cohorts:
+            cohort.read_last()
+        lasts = [(w, last) for c in self._cohorts for w, last in zip(c.wrappers, c.last)]
+        behind = sorted(w.name for w, last in lasts
+                        if self._clock < last < w.schedule.end_step)
         if behind:
             warnings.warn(
                 f"tfprune: the optimizer's step ({self._clock}) is behind the last mask "
-                f"update of {behind} ({max(self._last.values())}): the optimizer state was "
+                f"update of {behind} ({max(last for _, last in lasts)}): the optimizer state was "
                 "not restored with the weights (Keras loads it only into a built "
                 "optimizer: call `model.optimizer.build(model.trainable_variables)` before "
                 "`load_weights`). The schedule goes on from the optimizer's step.",
@@ -330,9 +261,10 @@ class PruningCallback(keras.callbacks.Callback):
     def _write_layer_scalars(self, wrappers, step, zeros):
         with self._writer.as_default(step=step):
             for wrapper in wrappers:
-                for pw, mask in zip(wrapper.pruned_weights, wrapper.masks):
-                    size = math.prod(tuple(pw.variable.shape))
-                    _write_scalar(f"sparsity/{pw.name}", _zeros(pw, mask, zeros) / size)
+                for slot in wrapper.slots:
+                    if slot.counted:
+                        size = math.prod(tuple(slot.weight.variable.shape))
+                        _write_scalar(f"sparsity/{slot.weight.name}", _zeros(slot, zeros) / size)
             _write_scalar("sparsity/overall", self.sparsity)
         self._writer.flush()
 
@@ -352,7 +284,8 @@ class PruningCallback(keras.callbacks.Callback):
                 "(call it on data or give it an Input) before training. "
                 f"Received: model={self.model.name}"
             )
-        self.plan, self._slots, self._cohorts = _plan_cohorts(self.model, self._wrappers)
+        state_lib.key_slots(s for w in self._wrappers for s in w.slots)  # results' keys
+        self.plan, self._slots, self._cohorts = plan_cohorts(self.model, self._wrappers)
         state_lib.attach(self._wrappers)
         if self.log_dir is not None:
             import tensorflow as tf
@@ -372,9 +305,10 @@ class PruningCallback(keras.callbacks.Callback):
             return
         reason = _in_step.ineligible(self.model, self.params, self.log_dir, self._cohorts)
         if reason is None:
+            for cohort in self._cohorts:
+                self._mask_update(cohort)
             self._in_step = _in_step.install(
-                self.model, self._cohorts, [self._mask_update(c) for c in self._cohorts],
-                self._zeros, self._wrappers, self.update_every)
+                self.model, self._cohorts, self._zeros, self.update_every)
             self._in_step.sync(self._zeros)
         elif self.in_step is True:
             raise ValueError(
@@ -550,8 +484,9 @@ class PruningCallback(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self._in_step is not None:
             # The host's view of the updates made on the device.
-            zeros, self._last = self._in_step.read_back()
-            self._zeros.update(zeros)
+            self._zeros.update(self._in_step.read_back())
+            for cohort in self._cohorts:
+                cohort.read_last()
             self.sparsity = overall_sparsity(self._wrappers, self._zeros)
             self._clock = self._step()
             self._in_step.uninstall()

@@ -68,7 +68,7 @@ def auto_max_every() -> float:
 def ineligible(model, params, log_dir, cohorts) -> str | None:
     """Why the update cannot run inside `model`'s train step, or None if it
     can (`params`: the callback's, from `fit`; `cohorts`: the callback's
-    cohorts, each with `plan` and `schedule`)."""
+    `cohort.Cohort`s)."""
     if not backend.update_in_train_step():
         return f"it runs on TensorFlow and JAX only (this is '{backend.name()}')"
     if "epochs" not in (params or {}):
@@ -119,29 +119,37 @@ def _pure_ineligible(model, cohorts) -> str | None:
     return None
 
 
-def install(model, cohorts, updates, zeros, wrappers, every):
+def install(model, cohorts, zeros, every):
     """The in-step update of this backend (see `InStep`), installed into
     `model`'s train function."""
     cls = PureInStep if backend.pure_train_step() else InStep
-    return cls(model, cohorts, updates, zeros, wrappers, every)
+    return cls(model, cohorts, zeros, every)
 
 
-class _Cohort:
-    """The device-side state of one cohort: its counts table, frozen flag
-    and the zero counts of its last update."""
+def _total(cohorts) -> int:
+    """Weights pruned by the wrappers of `cohorts` (the sparsity's
+    denominator)."""
+    return sum(math.prod(tuple(slot.weight.variable.shape))
+               for c in cohorts for w in c.wrappers for slot in w.slots if slot.counted)
 
-    def __init__(self, cohort, update, zeros):
+
+class _CohortOnDevice:
+    """The device-side state of one `cohort.Cohort` (TensorFlow): its
+    counts table, frozen flag and the zero counts of its last update."""
+
+    def __init__(self, cohort, zeros):
         import tensorflow as tf
 
+        update = cohort.update
         schedule = cohort.schedule
-        self.cohort, self.update = cohort, update
+        self.cohort = cohort
         self.begin, self.end = schedule.begin_step, schedule.end_step
         table = [update.counts(schedule(t), schedule.final_sparsity)
                  for t in range(self.begin, self.end + 1)]
         groups = len(cohort.plan.groups)
         self.table = tf.constant(np.asarray(table, np.int32).reshape(-1, groups))
         slots = update.changed_slots
-        self.variables = [slot.weight.variable for slot in slots]
+        self.keys = [slot.key for slot in slots]
         # Masked but not counted (recurrent biases under `Units`): not in
         # the sparsity.
         self.counted = [slot.counted for slot in slots]
@@ -157,15 +165,15 @@ class _Cohort:
         self._assign = keras_internals.noinline_function(update.traced_update)
 
     def _host_zeros(self, zeros):
-        return np.asarray([zeros[id(v)] if c else 0
-                           for v, c in zip(self.variables, self.counted)], np.int32)
+        return np.asarray([zeros[k] if c else 0
+                           for k, c in zip(self.keys, self.counted)], np.int32)
 
     def sync(self, zeros=None):
         """Reads the frozen flags, and the zero counts the host holds when
         it has just counted them (`zeros`)."""
         if zeros is not None:
             self.zeros.assign(self._host_zeros(zeros))
-        self.enabled.assign(not any(getattr(w, "frozen", False) for w in self.cohort.wrappers))
+        self.enabled.assign(not self.cohort.frozen)
 
     def step(self, step, every):
         """The traced update check of one step."""
@@ -193,24 +201,21 @@ class InStep:
 
     Args:
         model: the model being trained by `fit`.
-        cohorts: the callback's cohorts (`wrappers`, `plan`, `schedule`).
-        updates: their `MaskUpdate`s, aligned with `cohorts`.
-        zeros: `{id(variable): zeros}` of every pruned weight, as the host
-            counted them.
-        wrappers: every `PruningWrapper` of the model.
+        cohorts: the callback's `cohort.Cohort`s, every wrapper of the
+            model in one of them, each with its `update` made.
+        zeros: `{key: zeros}` (`Slot.key`) of every pruned weight, as the
+            host counted them.
         every: the callback's `update_every`.
     """
 
     #: The callback reads the device after the first batch (see `PureInStep`).
     pure = False
 
-    def __init__(self, model, cohorts, updates, zeros, wrappers, every):
-        self.cohorts = [_Cohort(c, u, zeros) for c, u in zip(cohorts, updates)]
-        changed = {id(v) for c in self.cohorts for v in c.variables}
+    def __init__(self, model, cohorts, zeros, every):
+        self.cohorts = [_CohortOnDevice(c, zeros) for c in cohorts]
+        changed = {k for c in self.cohorts for k in c.keys}
         self.fixed_zeros = sum(z for k, z in zeros.items() if k not in changed)
-        self.wrappers = list(wrappers)
-        self.total = sum(math.prod(tuple(pw.variable.shape))
-                         for w in self.wrappers for pw in w.pruned_weights)
+        self.total = _total(cohorts)
         self.model = model
         base = model.train_step
 
@@ -241,23 +246,22 @@ class InStep:
         return [c.cohort for c in self.cohorts if bool(c.failed.numpy())]
 
     def sync(self, zeros=None):
-        """Frozen flags to the device; with `zeros` (`{id(variable):
-        zeros}`), the host's fresh zero counts too (at train begin, after a
-        restore)."""
+        """Frozen flags to the device; with `zeros` (`{key: zeros}`), the
+        host's fresh zero counts too (at train begin, after a restore)."""
         for cohort in self.cohorts:
             cohort.sync(zeros)
 
-    def read_back(self) -> tuple:
-        """`({id(variable): zeros}, {id(wrapper): last update step})` as
-        the device holds them (at the end of `fit`)."""
+    def read_back(self) -> dict:
+        """`{key: zeros}` (`Slot.key`) of the weights the updates count, as
+        the device holds them (at the end of `fit`; the wrappers' last
+        update steps are in their `pruning_step`)."""
         zeros = {}
         for cohort in self.cohorts:
             values = np.asarray(cohort.zeros.numpy()).reshape(-1)
-            for v, z, counted in zip(cohort.variables, values, cohort.counted):
+            for k, z, counted in zip(cohort.keys, values, cohort.counted):
                 if counted:
-                    zeros[id(v)] = int(z)
-        last = {id(w): int(w.pruning_step.numpy()) for w in self.wrappers}
-        return zeros, last
+                    zeros[k] = int(z)
+        return zeros
 
     def uninstall(self):
         # The next `fit` builds its own train function.
@@ -302,17 +306,19 @@ class PureInStep:
     #: own) and calls `before_step` before each step.
     pure = True
 
-    def __init__(self, model, cohorts, updates, zeros, wrappers, every):
-        (cohort,), (update,) = cohorts, updates
+    def __init__(self, model, cohorts, zeros, every):
+        (cohort,) = cohorts
+        update = cohort.update
         self.model, self.cohort, self.update, self.every = model, cohort, update, every
-        self.wrappers = list(wrappers)
+        self.wrappers = list(cohort.wrappers)
         schedule = cohort.schedule
         self.begin, self.end = schedule.begin_step, schedule.end_step
         groups = len(cohort.plan.groups)
         table = [update.counts(schedule(t), schedule.final_sparsity)
                  for t in range(self.begin, self.end + 1)]
         self.table = np.asarray(table, np.int32).reshape(-1, groups)
-        # Where each variable's value sits in the state: (part, index).
+        # Where each variable's value sits in the state: (part, index), found
+        # by identity (an object map, not a result).
         where = {}
         parts = (model.trainable_variables, model.non_trainable_variables,
                  model.optimizer.variables)
@@ -331,10 +337,9 @@ class PureInStep:
         # alone (masked but not counted: recurrent biases under `Units`).
         slots = update.changed_slots
         self._counted_flags = [int(bool(slot.counted)) for slot in slots]
-        changed_ids = {id(slot.weight.variable) for slot in slots}
-        self.fixed_zeros = sum(z for k, z in zeros.items() if k not in changed_ids)
-        self.total = sum(math.prod(tuple(pw.variable.shape))
-                         for w in self.wrappers for pw in w.pruned_weights)
+        changed = {slot.key for slot in slots}
+        self.fixed_zeros = sum(z for k, z in zeros.items() if k not in changed)
+        self.total = _total(cohorts)
         # A function of its own, not `model.train_step` itself: JAX caches
         # what it traced per function, and Keras' next train function must
         # trace anew (a wrapper refuses to train without a callback).
@@ -408,17 +413,18 @@ class PureInStep:
         from the variables (at train begin, each epoch start, after a
         restore). (`zeros`: unused, an update counts them.)"""
         del zeros
-        self._enabled = not any(getattr(w, "frozen", False) for w in self.cohort.wrappers)
+        self._enabled = not self.cohort.frozen
         backend.sync_state(self.model)
         self._clock = int(ops.convert_to_numpy(self.model.optimizer.iterations))
         self._last = int(ops.convert_to_numpy(self.cohort.wrappers[0].pruning_step))
 
-    def read_back(self) -> tuple:
-        """`({id(variable): zeros}, {id(wrapper): last update step})` from
-        the variables (at the end of `fit`, after the state was synced)."""
+    def read_back(self) -> dict:
+        """`{key: zeros}` (`Slot.key`) of every pruned weight, counted in
+        the variables (at the end of `fit`, once `fit`'s state is written
+        back into them; the wrappers' last update steps are in their
+        `pruning_step`)."""
         backend.sync_state(self.model)
-        last = {id(w): int(ops.convert_to_numpy(w.pruning_step)) for w in self.wrappers}
-        return state_lib.count_zeros(self.wrappers), last
+        return state_lib.count_zeros(self.wrappers)
 
     def uninstall(self):
         # The next `fit` builds its own train function.

@@ -87,7 +87,7 @@ def _selection(layer, selector):
 
 
 def _owns_prunable(layer) -> bool:
-    return bool(walk._own_prunable(layer, layer.name))
+    return bool(walk.own_prunable(layer, layer.name))
 
 
 def _ancestors(root, index_path):

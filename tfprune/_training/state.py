@@ -5,6 +5,10 @@ format: one mask per pruned weight, the pruning step, then the extras the
 strategy needs) and puts a `_MaskConstraint` on every masked variable.
 `tfprune._training.update.MaskUpdate` assigns new masks.
 
+Results about the masked tensors (zero counts, layer names for errors) are
+keyed by each slot's `key`, its variable's path made unique among a model's
+masked tensors (`key_slots`), never by `id(variable)`.
+
 The training signals between the runtime's objects live here too, in the
 open rather than as attributes set on each other's objects: which wrappers
 a pruning callback is training (`attach`, `detach`, `is_attached`; a
@@ -60,6 +64,11 @@ class Slot:
         next_mask: the mask of the next update (with a regularizer), or None.
         counted: False for a recurrent bias masked with its units (`Units`):
             not a pruned weight, left out of the sparsity totals.
+        key: the key of the tensor's results (zero counts, layer names):
+            its variable's path, unique among the slots given to
+            `key_slots` (those of its wrapper when it is created, those of
+            the whole model when `PruningCallback` trains it). Defaults to
+            the variable's path.
     """
 
     weight: object
@@ -67,6 +76,11 @@ class Slot:
     score: object = None
     next_mask: object = None
     counted: bool = True
+    key: str = ""
+
+    def __post_init__(self):
+        if not self.key:
+            self.key = self.weight.variable.path
 
 
 def _variable_name(pw, suffix) -> str:
@@ -111,9 +125,10 @@ def state_variables(layer) -> list:
     backend: Keras would list trainable variables first, and a score is
     trainable on JAX only.
     """
-    counted = [s for s in layer._slots if s.counted]
+    slots = layer.slots
+    counted = [s for s in slots if s.counted]
     ordered = [s.mask for s in counted] + [layer.pruning_step]
-    ordered += [s.mask for s in layer._slots if not s.counted]
+    ordered += [s.mask for s in slots if not s.counted]
     for slot in counted:
         ordered += [v for v in (slot.score, slot.next_mask) if v is not None]
     return ordered
@@ -153,6 +168,7 @@ def create_state(layer, pruned, strategy) -> tuple:
                                         written_by_gradient=True)
             if strategy.regularizer is not None:
                 slot.next_mask = _add_state(layer, slot.weight, "next_mask", "ones")
+    key_slots(slots)
     originals = []
     # Where the optimizer cannot see the masks (JAX), pruned weights are
     # held by the forward mask (zero output, zero gradient) and zeroed at
@@ -167,6 +183,51 @@ def create_state(layer, pruned, strategy) -> tuple:
     return masks, step, slots, originals
 
 
+# --------------------------------------------------------------------- keys
+def unique_keys(paths) -> list:
+    """Keys for `paths`, one each, in order and all different: a path
+    itself where it is the first of its value, else the path with `#2`,
+    `#3`, ... appended (the lowest number not taken), so the keys depend on
+    the order of `paths` alone.
+
+    Example:
+
+    >>> unique_keys(["a/kernel", "b/kernel", "a/kernel"])
+    ['a/kernel', 'b/kernel', 'a/kernel#2']
+    """
+    paths = list(paths)
+    taken, seen, keys = set(paths), set(), []
+    for path in paths:
+        key = path
+        if path in seen:
+            n = 2
+            while f"{path}#{n}" in taken:
+                n += 1
+            key = f"{path}#{n}"
+            taken.add(key)
+        seen.add(path)
+        keys.append(key)
+    return keys
+
+
+def key_slots(slots) -> dict:
+    """Gives each of `slots` its result key (`Slot.key`): its variable's
+    path, made unique among `slots` by `unique_keys` in their order (a
+    model's: its wrappers in `find_wrappers` order, each wrapper's `slots`
+    in order). Keys are computed here once; an update only looks them up.
+
+    Keras variable paths can repeat within a model (layers of the same name
+    built outside a parent's name scope), so paths alone cannot key results.
+
+    Returns:
+        `{key: slot}`, in the order of `slots`.
+    """
+    slots = list(slots)
+    for slot, key in zip(slots, unique_keys(s.weight.variable.path for s in slots)):
+        slot.key = key
+    return {slot.key: slot for slot in slots}
+
+
 # -------------------------------------------------------------------- zeros
 def masked_zeros(pw, mask) -> int:
     """Zeros of the pruned weight `pw` as its `mask` leaves it (read from
@@ -175,11 +236,11 @@ def masked_zeros(pw, mask) -> int:
 
 
 def count_zeros(wrappers) -> dict:
-    """`{id(variable): zeros}` of every weight the wrappers prune (reads
-    them all: once per `fit`, after masks were restored, or at the end of a
-    `fit` whose updates ran inside the train step)."""
-    return {id(pw.variable): masked_zeros(pw, mask)
-            for w in wrappers for pw, mask in zip(w.pruned_weights, w.masks)}
+    """`{key: zeros}` (`Slot.key`) of every weight the wrappers prune
+    (reads them all: once per `fit`, after masks were restored, or at the
+    end of a `fit` whose updates ran inside the train step)."""
+    return {slot.key: masked_zeros(slot.weight, slot.mask)
+            for w in wrappers for slot in w.slots if slot.counted}
 
 
 # ------------------------------------------------------------------ signals

@@ -66,14 +66,14 @@ class MaskUpdate:
             assigned).
         steps: step variables (the wrappers' `pruning_step`) set to the
             step of each update, in the same call.
-        layer_names: `{id(variable): layer name}` for error messages
-            (default: the name of the layer owning the variable).
+        layer_names: `{key: layer name}` (keys: `Slot.key`) for error
+            messages (default: the name of the layer owning the variable).
 
     Example:
 
     ```python
     update = MaskUpdate(plan, slots)
-    zeros = update(0.5, step=100)   # {id(variable): zeros after the update}
+    zeros = update(0.5, step=100)   # {slot key: zeros after the update}
     ```
     """
 
@@ -255,8 +255,9 @@ class MaskUpdate:
     def raise_diverged(self, position: int):
         """Raises the error of an update that met NaN or inf in the changed
         tensor at `position` (in the order of `changed_slots`)."""
-        bad = self.slots[self.changed[position]].weight
-        layer = self.layer_names.get(id(bad.variable), bad.layer.name)
+        slot = self.slots[self.changed[position]]
+        bad = slot.weight
+        layer = self.layer_names.get(slot.key, bad.layer.name)
         raise ValueError(
             f"Weight '{bad.name}' of layer '{layer}' holds NaN or infinite values, "
             "so it cannot be ranked for pruning; the training has diverged (lower "
@@ -307,7 +308,8 @@ class MaskUpdate:
                 slots' `next_mask` (the penalty pushes those weights).
 
         Returns:
-            `{id(variable): zeros}` for every variable whose mask changed.
+            `{key: zeros}` for every tensor whose mask changed, keyed by
+            its slot's `key` (the variable's path, unique in the model).
         """
         host, step_t = self._at(step)
         counts = self._counts(sparsity, final_sparsity, host, step_t)
@@ -322,4 +324,4 @@ class MaskUpdate:
             host, step_t = self._at(next_step)
             counts = self._counts(next_sparsity, final_sparsity, host, step_t)
             self._upcoming(self._tensor(counts), host, step_t)
-        return {id(self.slots[t].weight.variable): int(z) for t, z in zip(self.changed, zeros)}
+        return {self.slots[t].key: int(z) for t, z in zip(self.changed, zeros)}

@@ -342,8 +342,8 @@ class PruningWrapper(keras.layers.Wrapper):
             )
         if self._mask_update is None:
             plan = self.plan()
-            slots = {id(s.weight.variable): s for s in self._slots}
-            names = {id(pw.variable): self.layer.name for pw in self._pruned}
+            slots = {id(s.weight.variable): s for s in self._slots}  # variable -> its slot
+            names = {s.key: self.layer.name for s in self._slots if s.counted}
             self._mask_update = MaskUpdate(
                 plan, [slots.get(id(pw.variable)) for pw in plan.weights], layer_names=names)
         self._mask_update(sparsity)
