@@ -37,6 +37,14 @@ UPDATE_LAYERS = 4  # Dense layers per model of the mask-update benchmark
 UPDATE_SPARSITY = 0.9
 
 
+def update_repeats(n_weights: int, repeats: int) -> int:
+    """Timed calls of the mask-update benchmark at `n_weights`: at least
+    `repeats`, more for small models (about 2M weights updated in all, up to
+    200 calls: a 10k-weight update takes about a millisecond, and the
+    machine's noise needs many of them)."""
+    return max(repeats, min(200, 2_000_000 // max(n_weights, 1)))
+
+
 def log(message: str) -> None:
     """Progress line on stdout, flushed at once (both processes use it)."""
     print(message, flush=True)

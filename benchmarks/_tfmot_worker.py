@@ -184,8 +184,9 @@ def update(job) -> list:
                 wrapper.pruning_obj.weight_mask_op()
 
         graph = tf.function(run)
-        eager_times = _models.timed(run, job["repeats"])
-        graph_times = _models.timed(graph, job["repeats"])
+        calls = _models.update_repeats(n, job["repeats"])
+        eager_times = _models.timed(run, calls)
+        graph_times = _models.timed(graph, calls)
         masks = [mask.numpy() for w in wrappers for _, mask, _ in w.pruning_vars]
         n_weights = sum(m.size for m in masks)
         achieved = 1.0 - sum(float(m.sum()) for m in masks) / n_weights

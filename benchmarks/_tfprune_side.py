@@ -233,6 +233,7 @@ def update(sizes, repeats: int, sparsity: float, global_max: int = 10**9,
     `min(sparsity, 0.5)`."""
     out = []
     for n in sizes:
+        calls = _models.update_repeats(n, repeats)
         for mode in modes:
             if mode == "global" and n > global_max:
                 continue
@@ -241,7 +242,7 @@ def update(sizes, repeats: int, sparsity: float, global_max: int = 10**9,
             # Updates due at every step, each to a higher sparsity (so that
             # every timed call selects anew), the last at the target; for
             # "unchanged", the target at every step (no mask can change).
-            start, end = (target, 10**9) if mode == "unchanged" else (0.9 * target, repeats + 1)
+            start, end = (target, 10**9) if mode == "unchanged" else (0.9 * target, calls + 1)
             pruned = tfprune.prune(model, tfprune.schedules.PolynomialDecay(
                 start, target, 0, end, power=1), strategy=_strategy(mode))
             del model
@@ -252,7 +253,7 @@ def update(sizes, repeats: int, sparsity: float, global_max: int = 10**9,
             callback.set_model(pruned)
             callback.on_train_begin()
             clock = iter(range(1, 10**9))
-            times = _models.timed(lambda: callback.update_masks(next(clock)), repeats)
+            times = _models.timed(lambda: callback.update_masks(next(clock)), calls)
             n_weights = sum(int(np.prod(m.shape)) for w in wrappers for m in w.masks)
             zeros = sum(int(np.size(m) - np.count_nonzero(m.numpy())) for w in wrappers
                         for m in w.masks)

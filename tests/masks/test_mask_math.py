@@ -6,6 +6,7 @@ import pytest
 
 import tfprune
 from tfprune._masks import core as _mask_math
+from tfprune._base import backend
 
 
 def _np(x):
@@ -198,6 +199,25 @@ def test_selection_matches_a_full_sort(rng, monkeypatch, small, kind):
             for prev in (None, previous):
                 got = _np(_mask_math.lowest_k_mask(scores, k, prev))
                 np.testing.assert_array_equal(got, _reference_mask(scores, k, prev))
+
+
+@pytest.mark.parametrize("kind", ["random", "few_values", "descending", "constant"])
+def test_both_short_row_selections_agree(rng, kind):
+    # TensorFlow selects short rows with `top_k` (a tensor `k`), the other
+    # backends by radix selection: the same exact masks, ties at the k-th
+    # score, entries already pruned (-inf) and NaN (the lowest float) too.
+    lowest = np.finfo(np.float32).min
+    for rows, n in [(1, 2500), (3, 64), (2, 7)]:
+        scores = _rows(kind, rng, (rows, n)).astype("float32")
+        scores[rng.random((rows, n)) < 0.2] = -np.inf
+        scores[rng.random((rows, n)) < 0.05] = lowest
+        for k in sorted({0, 1, n // 3, n // 2, n // 2 + 1, n - 1, n}):
+            want = _reference_mask(scores, k)
+            radix = _np(_mask_math._short_rows_mask(scores, np.int32(k)))
+            np.testing.assert_array_equal(radix, want, err_msg=f"radix {rows}x{n} k={k}")
+            if backend.top_k_with_tensor_k():
+                top_k = _np(_mask_math._top_k_rows_mask(scores, np.int32(k)))
+                np.testing.assert_array_equal(top_k, want, err_msg=f"top_k {rows}x{n} k={k}")
 
 
 def test_nan_scores_are_pruned_first():

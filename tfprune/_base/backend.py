@@ -172,6 +172,14 @@ def data_dependent_shapes() -> bool:
     return name() == "tensorflow"
 
 
+def top_k_with_tensor_k() -> bool:
+    """Whether `keras.ops.top_k` takes `k` as a tensor inside a compiled
+    function, ties toward the lower index (TensorFlow's `top_k`, whose tie
+    order is documented); `jax.lax.top_k` needs a static `k`, PyTorch's
+    `topk` leaves the order of ties open."""
+    return name() == "tensorflow"
+
+
 def lowest_k(rows, k: int) -> tuple:
     """`(values, indices)` of the `k` lowest entries of each row of a 2-D
     tensor, ties toward the lower index on every backend (`top_k` of the

@@ -155,6 +155,42 @@ def _short_rows_mask(scores, k):
     return ops.cast(ops.logical_or(keep, ops.equal(k, 0)), "float32")
 
 
+def _top_k_rows_mask(scores, k):
+    """`_short_rows_mask` by `top_k` (TensorFlow, where `k` may be a tensor).
+
+    The cheaper side is selected: the entries a row loses beyond those
+    already at -inf (pruned before: usually a few, so a small `top_k` of the
+    others), or the `n - k` it keeps. Either gives a threshold per row; when
+    no ties straddle it, the entries on one side of it are exactly the
+    answer (checked by counting), and the radix selection runs otherwise.
+    """
+    rows, n = tuple(scores.shape)
+    gone = ops.equal(scores, -np.inf)
+    new = k - ops.sum(ops.cast(gone, "int32"), axis=1)  # losses beyond -inf, per row
+    most = ops.max(new)
+    left = n - k
+
+    def pruned_side():
+        # The `new[r]`-th lowest finite entry of each row is the threshold.
+        lowest = ops.negative(ops.top_k(ops.negative(ops.where(gone, np.inf, scores)),
+                                        ops.maximum(most, 1))[0])
+        at = ops.maximum(new - 1, 0)[:, None]
+        value = ops.take_along_axis(lowest, at, axis=1)
+        value = ops.where(ops.greater(new, 0)[:, None], value, -np.inf)
+        return ops.greater(scores, value)
+
+    def kept_side():
+        value = ops.top_k(scores, ops.maximum(left, 1))[0][:, -1:]
+        return ops.logical_and(ops.greater_equal(scores, value), ops.greater(left, 0))
+
+    usable = ops.greater_equal(ops.min(new), 0)
+    keep = ops.cond(ops.logical_and(usable, ops.less_equal(most, left)), pruned_side,
+                    kept_side)
+    exact = ops.all(ops.equal(ops.sum(ops.cast(keep, "int32"), axis=1), left))
+    return ops.cond(exact, lambda: ops.cast(keep, "float32"),
+                    lambda: _short_rows_mask(scores, k))
+
+
 def _kth_smallest(x, k, rounds=_ROUNDS):
     """`(value, below, ties)`: the `k`-th smallest entry (1-based, an int32
     tensor in `[1, n]`) of the 1-D float32 row `x` (no NaN), and how many
@@ -284,7 +320,8 @@ def _select(scores, k):
     rows, n = tuple(scores.shape)
     lowest = float(np.finfo(np.float32).min)
     if n <= _EXACT:
-        return _short_rows_mask(ops.where(ops.isnan(scores), lowest, scores), k)
+        select = _top_k_rows_mask if backend.top_k_with_tensor_k() else _short_rows_mask
+        return select(ops.where(ops.isnan(scores), lowest, scores), k)
     # The sum is NaN if any score is: one reduction, not a full `where`.
     scores = ops.cond(ops.isnan(ops.sum(scores)),
                       lambda: ops.where(ops.isnan(scores), lowest, scores), lambda: scores)

@@ -10,6 +10,7 @@ allocation: shapes alone, or item scores for rankings across tensors) and
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 from keras import ops
@@ -49,6 +50,8 @@ class Plan:
         # Read at every update: fixed with the weights, so computed once.
         self._shapes = [tuple(int(d) for d in pw.variable.shape) for pw in weights]
         self._scored = sorted({t for g in groups if not g.protected for t in g.group.tensors})
+        self._sizes = [sum(math.prod(self._shapes[t]) for t in g.group.scored_tensors)
+                       for g in groups]
 
     @property
     def protected(self) -> list:
@@ -85,9 +88,7 @@ class Plan:
         """Candidates with `items`: 1-D arrays of item scores, one per
         unprotected group in order (None: without scores)."""
         shapes, out, i = self.shapes, [], 0
-        for g in self.groups:
-            tensors = g.group.scored_tensors
-            n = sum(int(np.prod(shapes[t])) for t in tensors)
+        for g, n in zip(self.groups, self._sizes):
             c = Candidate(g.name, n, g.layer, protected=g.protected,
                           max_sparsity=g.granularity.max_sparsity)
             if items is not None and not g.protected:
