@@ -373,10 +373,10 @@ class TwinNet(keras.Model):
     """Two sub-blocks, each with a layer the user named "proj", of
     different widths (so their zero counts differ at every sparsity)."""
 
-    def __init__(self, alone, **kwargs):
+    def __init__(self, alone, block_name=None, **kwargs):
         super().__init__(**kwargs)
-        self.a = TwinBlock(16, alone)
-        self.b = TwinBlock(4, alone)
+        self.a = TwinBlock(16, alone, name=block_name)
+        self.b = TwinBlock(4, alone, name=block_name)
         self.head = L.Dense(1, name="head")
 
     def call(self, x):
@@ -403,9 +403,13 @@ class WeightSparsity(keras.callbacks.Callback):
 
 @pytest.mark.parametrize("in_step", [False, pytest.param(True, marks=pytest.mark.skipif(
     keras.backend.backend() == "torch", reason="PyTorch updates between steps"))])
-@pytest.mark.parametrize("alone", [False, True], ids=["paths_differ", "paths_repeat"])
-def test_layers_of_one_name_in_two_blocks_keep_their_own_zero_counts(alone, in_step, rng):
-    net = TwinNet(alone, name="net")
+@pytest.mark.parametrize("alone,block_name", [(False, None), (True, None), (False, "twin")],
+                         ids=["paths_differ", "paths_repeat", "block_names_repeat"])
+def test_layers_of_one_name_in_two_blocks_keep_their_own_zero_counts(alone, block_name,
+                                                                     in_step, rng):
+    # "block_names_repeat": both blocks named "twin" by the user, so every
+    # path of one repeats in the other (the plan numbers its groups too).
+    net = TwinNet(alone, block_name, name="net")
     net(np.zeros((1, 8), "float32"))
     pruned = tfprune.prune(net, tfprune.schedules.PolynomialDecay(0.0, 0.75, 0, 20, power=1))
     slots = [s for w in find_wrappers(pruned) for s in w.slots]
@@ -419,6 +423,8 @@ def test_layers_of_one_name_in_two_blocks_keep_their_own_zero_counts(alone, in_s
     keys = [s.key for s in slots]
     if alone:
         assert keys == ["proj/kernel", "proj/kernel#2", "net/head/kernel"]
+    elif block_name:
+        assert keys == ["net/twin/proj/kernel", "net/twin/proj/kernel#2", "net/head/kernel"]
     else:
         assert keys == ["net/twin_block/proj/kernel", "net/twin_block_1/proj/kernel",
                         "net/head/kernel"]

@@ -28,7 +28,7 @@ from tfprune._base import keras_internals
 
 __all__ = [
     "PrunableWeight", "register_prunable_layer", "prunable_weights", "walk",
-    "register_transparent", "unwrap", "relative_path",
+    "register_transparent", "unwrap", "relative_path", "unique_keys",
 ]
 
 _REGISTRY: list[tuple[type, dict[str, int]]] = []
@@ -56,6 +56,32 @@ def unwrap(layer):
 def relative_path(path: str, root: str) -> str:
     """`path` without a leading `root/`."""
     return path[len(root) + 1:] if path.startswith(root + "/") else path
+
+
+def unique_keys(paths) -> list:
+    """Keys for `paths`, one each, in order and all different: a path
+    itself where it is the first of its value, else the path with `#2`,
+    `#3`, ... appended (the lowest number not taken), so the keys depend on
+    the order of `paths` alone.
+
+    Example:
+
+    >>> unique_keys(["a/kernel", "b/kernel", "a/kernel"])
+    ['a/kernel', 'b/kernel', 'a/kernel#2']
+    """
+    paths = list(paths)
+    taken, seen, keys = set(paths), set(), []
+    for path in paths:
+        key = path
+        if path in seen:
+            n = 2
+            while f"{path}#{n}" in taken:
+                n += 1
+            key = f"{path}#{n}"
+            taken.add(key)
+        seen.add(path)
+        keys.append(key)
+    return keys
 
 
 def register_prunable_layer(layer_class: type, weights: dict[str, int]) -> None:

@@ -27,6 +27,7 @@ import keras
 
 from tfprune._base import backend
 from tfprune._base import keras_internals
+from tfprune._base.walk import unique_keys
 from tfprune._masks.core import apply_mask
 from tfprune._masks.core import zeros_in
 from tfprune.strategies._structure import recurrent_biases
@@ -184,32 +185,6 @@ def create_state(layer, pruned, strategy) -> tuple:
 
 
 # --------------------------------------------------------------------- keys
-def unique_keys(paths) -> list:
-    """Keys for `paths`, one each, in order and all different: a path
-    itself where it is the first of its value, else the path with `#2`,
-    `#3`, ... appended (the lowest number not taken), so the keys depend on
-    the order of `paths` alone.
-
-    Example:
-
-    >>> unique_keys(["a/kernel", "b/kernel", "a/kernel"])
-    ['a/kernel', 'b/kernel', 'a/kernel#2']
-    """
-    paths = list(paths)
-    taken, seen, keys = set(paths), set(), []
-    for path in paths:
-        key = path
-        if path in seen:
-            n = 2
-            while f"{path}#{n}" in taken:
-                n += 1
-            key = f"{path}#{n}"
-            taken.add(key)
-        seen.add(path)
-        keys.append(key)
-    return keys
-
-
 def key_slots(slots) -> dict:
     """Gives each of `slots` its result key (`Slot.key`): its variable's
     path, made unique among `slots` by `unique_keys` in their order (a

@@ -132,8 +132,11 @@ class Strategy(_Config):
             groups = sorted(groups + [per_tensor[i] for i in head], key=lambda g: min(g.tensors))
         else:
             groups = per_tensor
+        # Group names are the weights' paths under `root`; two sub-blocks of
+        # one user-given name repeat them, so repeats are numbered (`#2`).
+        names = walk.unique_keys(walk.relative_path(g.name, root.name) for g in groups)
         planned = []
-        for g in groups:
+        for g, name in zip(groups, names):
             first = min(g.tensors)
             granularity = strategy.granularity
             if granularity.structured and first in head:
@@ -144,7 +147,6 @@ class Strategy(_Config):
                 or (strategy.protect_outputs and top[t] in outs)
                 for t in g.tensors
             )
-            name = walk.relative_path(g.name, root.name)
             planned.append(PlanGroup(name, rel[first], g, granularity, protected))
         return Plan(strategy, weights, planned)
 
