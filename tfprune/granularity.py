@@ -38,6 +38,8 @@ from tfprune._base.validation import received
 from tfprune._masks.core import as_float32
 from tfprune._masks.core import from_groups
 from tfprune._masks.core import lowest_k_mask
+from tfprune._masks.core import SHORT_ROW
+from tfprune._masks.core import lowest_k_rows
 from tfprune._masks.core import num_pruned
 from tfprune._masks.core import to_groups
 from tfprune._masks.units import UnitGroup
@@ -104,6 +106,16 @@ class Granularity(_Config):
     def _mask_for(self, scores, count, previous_mask, gates):
         raise NotImplementedError
 
+    def masks_of_groups(self, groups, scores, counts, previous_masks=None) -> dict:
+        """`{tensor: mask}` of several groups at once, each pruning its
+        count: the same masks as `group_masks_for` on each group (pure).
+        A granularity may select the groups together (`Unstructured` does
+        for tensors of one size)."""
+        masks = {}
+        for group, count in zip(groups, counts):
+            masks.update(self.group_masks_for(group, scores, count, previous_masks))
+        return masks
+
     def item_tensor(self, group, scores, previous_masks=None):
         """The group's item scores as a 1-D float32 tensor, items already
         pruned by the previous masks at `-inf` (pure)."""
@@ -160,6 +172,36 @@ class Unstructured(Granularity):
         rows = to_groups(scores, gates)
         prev = None if previous_mask is None else to_groups(_f32(previous_mask), gates)
         return from_groups(lowest_k_mask(rows, count, prev), shape, gates)
+
+    def masks_of_groups(self, groups, scores, counts, previous_masks=None) -> dict:
+        """Tensors of one size without gate blocks are selected together:
+        one row each, stacked (`lowest_k_rows`), the same masks as one by
+        one."""
+        alike, masks = {}, {}
+        for group, count in zip(groups, counts):
+            (sl,) = group.slices
+            size = math.prod(_shape(scores[sl.tensor]))
+            if sl.gates == 1 and 0 < size <= SHORT_ROW:
+                alike.setdefault(size, []).append((sl.tensor, count))
+            else:
+                masks.update(self.group_masks_for(group, scores, count, previous_masks))
+        for size, members in alike.items():
+            if len(members) == 1:
+                (t, count), = members
+                masks[t] = self._mask_for(scores[t], count, _prev(previous_masks, t), 1)
+                continue
+            rows = ops.concatenate([ops.reshape(_f32(scores[t]), (1, size)) for t, _ in members])
+            prev = None
+            if previous_masks is not None and any(previous_masks[t] is not None
+                                                  for t, _ in members):
+                prev = ops.concatenate([
+                    ops.ones((1, size)) if previous_masks[t] is None
+                    else ops.reshape(_f32(previous_masks[t]), (1, size)) for t, _ in members])
+            counts_ = ops.stack([ops.cast(c, "int32") for _, c in members])
+            keep = lowest_k_rows(rows, counts_, prev)
+            for r, (t, _) in enumerate(members):
+                masks[t] = ops.reshape(keep[r], _shape(scores[t]))
+        return masks
 
 
 def _check_reduction(reduction, allowed=("mean", "sum")):

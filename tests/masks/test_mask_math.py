@@ -220,6 +220,44 @@ def test_both_short_row_selections_agree(rng, kind):
                 np.testing.assert_array_equal(top_k, want, err_msg=f"top_k {rows}x{n} k={k}")
 
 
+@pytest.mark.parametrize("kind", ["random", "few_values", "constant"])
+def test_rows_of_several_tensors_selected_together_as_one_by_one(rng, kind):
+    # `lowest_k_rows`: row r is `lowest_k_mask` of row r alone, with its own
+    # count and previous mask: rows that cannot change (count at or below
+    # their pruned entries), rows that grow, -inf and NaN scores, ties.
+    n = 300
+    scores = _rows(kind, rng, (5, n)).astype("float32")
+    scores[0, rng.random(n) < 0.05] = -np.inf
+    scores[1, rng.random(n) < 0.05] = np.nan
+    previous = (rng.random((5, n)) > np.array([0.1, 0.3, 0.5, 0.0, 0.9])[:, None])
+    previous = previous.astype("float32")
+    pruned = n - previous.sum(axis=1).astype(int)
+    for ks in ([0, 0, 0, 0, 0], pruned, pruned + 7, [n, 1, n // 2, 3, n - 1],
+               [pruned[0], pruned[1] + 1, 0, n, pruned[4] + 20]):
+        ks = np.asarray(ks, "int32")
+        for prev in (None, previous):
+            got = _np(_mask_math.lowest_k_rows(scores, ks, prev))
+            for r in range(5):
+                one = _np(_mask_math.lowest_k_mask(
+                    scores[r:r + 1], int(ks[r]), None if prev is None else prev[r:r + 1]))
+                np.testing.assert_array_equal(got[r:r + 1], one, err_msg=f"row {r} k={ks}")
+
+
+def test_unstructured_selects_tensors_of_one_size_together_as_one_by_one(rng):
+    granularity = tfprune.granularity.Unstructured()
+    shapes = [(10, 30), (30, 10), (7,), (4, 75), (10, 30)]
+    scores = [rng.normal(size=s).astype("float32") for s in shapes]
+    previous = [(rng.random(s) > 0.2).astype("float32") for s in shapes]
+    previous[2] = None
+    groups = [tfprune.granularity.UnitGroup(f"t{t}", (tfprune.granularity.UnitSlice(t, -1, 1),))
+              for t in range(len(shapes))]
+    counts = [100, 61, 3, 0, 240]
+    together = granularity.masks_of_groups(groups, scores, counts, previous)
+    for group, count in zip(groups, counts):
+        (t, alone), = granularity.group_masks_for(group, scores, count, previous).items()
+        np.testing.assert_array_equal(_np(together[t]), _np(alone), err_msg=f"tensor {t}")
+
+
 def test_nan_scores_are_pruned_first():
     scores = np.array([[0.5, np.nan, 0.1, 0.7, np.nan]], "float32")
     mask = _np(_mask_math.lowest_k_mask(scores, 3))

@@ -79,8 +79,11 @@ def from_groups(rows, shape, gates: int = 1):
     return ops.reshape(x, shape)
 
 
-#: Rows of at most this many entries are sorted outright when selecting.
-_EXACT = 1 << 14
+#: Rows of at most this many entries are selected in one pass (`top_k` or
+#: radix selection); `lowest_k_rows` selects such rows of several tensors
+#: together.
+SHORT_ROW = 1 << 14
+_EXACT = SHORT_ROW
 #: Entries sampled from a longer row to bracket its k-th smallest score.
 _SAMPLE = 1 << 14
 
@@ -152,7 +155,7 @@ def _short_rows_mask(scores, k):
     tie_rank = ops.cumsum(ops.cast(match, "int32"), axis=1)
     keep = ops.logical_or(ops.greater(keys, value),
                           ops.logical_and(match, ops.greater(tie_rank, rest[:, None])))
-    return ops.cast(ops.logical_or(keep, ops.equal(k, 0)), "float32")
+    return ops.cast(ops.logical_or(keep, ops.equal(ops.reshape(k, (-1, 1)), 0)), "float32")
 
 
 def _top_k_rows_mask(scores, k):
@@ -163,8 +166,10 @@ def _top_k_rows_mask(scores, k):
     others), or the `n - k` it keeps. Either gives a threshold per row; when
     no ties straddle it, the entries on one side of it are exactly the
     answer (checked by counting), and the radix selection runs otherwise.
+    `k` is one count for every row or one per row.
     """
     rows, n = tuple(scores.shape)
+    k = ops.broadcast_to(k, (rows,))
     gone = ops.equal(scores, -np.inf)
     new = k - ops.sum(ops.cast(gone, "int32"), axis=1)  # losses beyond -inf, per row
     most = ops.max(new)
@@ -174,17 +179,17 @@ def _top_k_rows_mask(scores, k):
         # The `new[r]`-th lowest finite entry of each row is the threshold.
         lowest = ops.negative(ops.top_k(ops.negative(ops.where(gone, np.inf, scores)),
                                         ops.maximum(most, 1))[0])
-        at = ops.maximum(new - 1, 0)[:, None]
-        value = ops.take_along_axis(lowest, at, axis=1)
+        value = ops.take_along_axis(lowest, ops.maximum(new - 1, 0)[:, None], axis=1)
         value = ops.where(ops.greater(new, 0)[:, None], value, -np.inf)
         return ops.greater(scores, value)
 
     def kept_side():
-        value = ops.top_k(scores, ops.maximum(left, 1))[0][:, -1:]
-        return ops.logical_and(ops.greater_equal(scores, value), ops.greater(left, 0))
+        highest = ops.top_k(scores, ops.maximum(ops.max(left), 1))[0]
+        value = ops.take_along_axis(highest, ops.maximum(left - 1, 0)[:, None], axis=1)
+        return ops.logical_and(ops.greater_equal(scores, value), ops.greater(left, 0)[:, None])
 
     usable = ops.greater_equal(ops.min(new), 0)
-    keep = ops.cond(ops.logical_and(usable, ops.less_equal(most, left)), pruned_side,
+    keep = ops.cond(ops.logical_and(usable, ops.less_equal(most, ops.min(left))), pruned_side,
                     kept_side)
     exact = ops.all(ops.equal(ops.sum(ops.cast(keep, "int32"), axis=1), left))
     return ops.cond(exact, lambda: ops.cast(keep, "float32"),
@@ -312,6 +317,47 @@ def lowest_k_mask(scores, k, previous_mask=None):
                                 ops.equal(ops.min(counts), ops.max(counts)))
     return ops.cond(unchanged, lambda: ops.cast(kept, "float32"),
                     lambda: _select(ops.where(kept, scores, -np.inf), ops.maximum(k, already)))
+
+
+def lowest_k_rows(scores, k, previous_mask=None):
+    """`lowest_k_mask` of each row on its own, with a count per row.
+
+    Row `r` of the result is `lowest_k_mask(scores[r:r+1], k[r],
+    previous_mask[r:r+1])`, bit for bit: rows of different tensors of one
+    length are selected together, in one pass instead of one per tensor.
+    Rows longer than 16,384 entries are selected one by one.
+
+    Args:
+        scores: float tensor of shape `(rows, n)`.
+        k: int tensor or array of shape `(rows,)`, or one int for all.
+        previous_mask: optional tensor like `scores`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> m = lowest_k_rows(np.array([[3.0, 1.0, 2.0], [1.0, 2.0, 3.0]]), np.array([1, 2]))
+    >>> np.asarray(m).tolist()
+    [[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]]
+    """
+    scores = as_float32(scores)
+    rows, n = tuple(scores.shape)
+    if n == 0 or rows == 0:
+        return ops.ones((rows, n), "float32")
+    k = ops.clip(ops.cast(ops.broadcast_to(k, (rows,)), "int32"), 0, n)
+    if n > _EXACT:
+        return ops.concatenate([lowest_k_mask(scores[r:r + 1], k[r], None if previous_mask is None
+                                              else previous_mask[r:r + 1])
+                                for r in range(rows)], axis=0)
+    if previous_mask is None:
+        return _select(scores, k)
+    kept = ops.greater(as_float32(previous_mask), 0.0)
+    already = n - ops.sum(ops.cast(kept, "int32"), axis=1)
+    # Per row as in `lowest_k_mask` (a single row is always "equally sparse").
+    unchanged = ops.less_equal(k, already)
+    return ops.cond(
+        ops.all(unchanged), lambda: ops.cast(kept, "float32"),
+        lambda: ops.where(unchanged[:, None], ops.cast(kept, "float32"),
+                          _select(ops.where(kept, scores, -np.inf), ops.maximum(k, already))))
 
 
 def _select(scores, k):

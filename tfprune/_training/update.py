@@ -98,7 +98,9 @@ class MaskUpdate:
         if backend.assigns_in_compiled():
             self._compute = self._new_masks
             self._compute_items = self._item_scores_of
-            self._assign = backend.Stateful(self._assign_masks)
+            # Between steps the step and the counts enter as one int64
+            # array: one constant to make per call instead of two.
+            self._assign = backend.Stateful(self._assign_packed)
             self._items = backend.Stateful(self._item_scores)
             self._upcoming = backend.Stateful(self._assign_upcoming)
         else:
@@ -181,6 +183,11 @@ class MaskUpdate:
         if not bool(np.all(ops.convert_to_numpy(finite))):
             return failed, finite
         return self._write(masks, new, zeros, step), finite
+
+    def _assign_packed(self, packed, host):
+        """`_assign_masks` of `packed = [step, *counts]` (int64)."""
+        return self._assign_masks(ops.cast(packed[1:], "int32"), host,
+                                  ops.cast(packed[0], backend.step_dtype()))
 
     def _item_scores(self, host, step):
         return self._compute_items(host, step, *self._read())
@@ -313,7 +320,11 @@ class MaskUpdate:
         """
         host, step_t = self._at(step)
         counts = self._counts(sparsity, final_sparsity, host, step_t)
-        zeros, finite = self._assign(self._tensor(counts), host, step_t)
+        if backend.assigns_in_compiled():
+            zeros, finite = self._assign(np.concatenate([[step_t], counts]).astype(np.int64),
+                                         host)
+        else:
+            zeros, finite = self._assign(self._tensor(counts), host, step_t)
         zeros = np.asarray(ops.convert_to_numpy(zeros)).reshape(-1)
         if len(zeros) and zeros[0] < 0:
             finite = np.asarray(ops.convert_to_numpy(finite)).reshape(-1)

@@ -153,10 +153,17 @@ class Plan:
             ops.ones(shape) if previous is None else previous[i]
             for i, shape in enumerate(self.shapes)
         ]
+        # The groups of one granularity are handed over together: it may
+        # select several at once (`Unstructured`: tensors of one size).
+        by_granularity = {}
         for g, count in zip(self.groups, counts):
-            if g.protected:
-                continue
-            new = g.granularity.group_masks_for(g.group, scores, count, previous)
+            if not g.protected:
+                by_granularity.setdefault(id(g.granularity), (g.granularity, [], []))
+                _, groups, group_counts = by_granularity[id(g.granularity)]
+                groups.append(g.group)
+                group_counts.append(count)
+        for granularity, groups, group_counts in by_granularity.values():
+            new = granularity.masks_of_groups(groups, scores, group_counts, previous)
             for t, mask in new.items():
                 masks[t] = mask
         return masks
