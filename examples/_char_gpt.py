@@ -145,6 +145,9 @@ def train(model, text: Text, steps: int, seed: int = 0, batch: int = 12, callbac
     """Trains `steps` steps on random training windows; returns the history."""
     x, y = text.windows("train", steps * batch, seed=seed)
     model.compile(optimizer(steps, learning_rate), loss())
+    # Its slots made now, not in the first traced step: TensorFlow traces a
+    # step that creates variables twice (seconds for this model).
+    model.optimizer.build(model.trainable_variables)
     return model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0,
                      callbacks=list(callbacks))
 
@@ -168,7 +171,8 @@ def sample(model, text: Text, prompt: str = "ROMEO:", length: int = 120, seed: i
         window = np.zeros((1, CONTEXT), np.int32)
         recent = ids[-CONTEXT:]
         window[0, :len(recent)] = recent
-        logits = model.predict(window, verbose=0)[0, len(recent) - 1]
+        # One batch: `predict` would set up a dataset for each character.
+        logits = keras.ops.convert_to_numpy(model.predict_on_batch(window))[0, len(recent) - 1]
         p = np.exp(logits - logits.max())
         ids.append(int(rng.choice(len(p), p=p / p.sum())))
     return text.decode(ids)
