@@ -11,7 +11,6 @@ import tfprune
 from tests.export_models import MODELS
 from tests.export_models import SPARSITY
 from tests.export_models import inputs as _inputs
-from tests.export_models import pruned as _pruned
 from tfprune import export
 from tfprune import find_wrappers
 
@@ -19,15 +18,26 @@ L = keras.layers
 
 
 @pytest.fixture(scope="module")
-def models():
-    keras.utils.set_random_seed(1)
-    return {kind: _pruned(kind) for kind in MODELS}
+def models(export_models):
+    return export_models
+
+
+class _Exported(dict):
+    """`{kind: ExportResult}`, each exported on first use and kept for the
+    module: a pytest-xdist worker exports only what its own tests read."""
+
+    def __init__(self, models, folder):
+        super().__init__()
+        self.models, self.folder = models, folder
+
+    def __missing__(self, kind):
+        self[kind] = export.saved_model(self.models[kind], self.folder / kind)
+        return self[kind]
 
 
 @pytest.fixture(scope="module")
 def exported(models, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("saved_models")
-    return {kind: export.saved_model(model, folder / kind) for kind, model in models.items()}
+    return _Exported(models, tmp_path_factory.mktemp("saved_models"))
 
 
 @pytest.mark.parametrize("kind", MODELS)

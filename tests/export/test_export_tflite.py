@@ -14,7 +14,6 @@ from tests._faults import unwritable_dir
 from tests.export_models import MODELS
 from tests.export_models import SPARSITY
 from tests.export_models import inputs as _inputs
-from tests.export_models import pruned as _pruned
 from tfprune import export
 from tfprune import find_wrappers
 
@@ -40,27 +39,36 @@ def _run_litert(path, x, resolver):
 
 
 @pytest.fixture(scope="module")
-def models():
-    keras.utils.set_random_seed(1)
-    return {kind: _pruned(kind) for kind in MODELS}
+def models(export_models):
+    return export_models
+
+
+class _Exported(dict):
+    """`{(model, mode): ExportResult}`, each converted on first use and kept
+    for the module: a pytest-xdist worker converts only what its own tests
+    read (30 conversions, about 50 s, were made in every worker)."""
+
+    def __init__(self, models, folder):
+        super().__init__()
+        self.models, self.folder = models, folder
+
+    def __missing__(self, key):
+        kind, mode = key
+        quantize, sparse = MODES[mode]
+        self[key] = export.tflite(
+            self.models[kind],
+            self.folder / f"{kind}_{mode}.tflite",
+            quantize=quantize,
+            sparse=sparse,
+            representative_data=_inputs(kind, 64, seed=2) if quantize == "int8" else None,
+        )
+        return self[key]
 
 
 @pytest.fixture(scope="module")
 def exported(models, tmp_path_factory):
     """`{(model, mode): ExportResult}`, converted once for the module."""
-    folder = tmp_path_factory.mktemp("tflite")
-    results = {}
-    for kind, model in models.items():
-        calibration = _inputs(kind, 64, seed=2)
-        for mode, (quantize, sparse) in MODES.items():
-            results[kind, mode] = export.tflite(
-                model,
-                folder / f"{kind}_{mode}.tflite",
-                quantize=quantize,
-                sparse=sparse,
-                representative_data=calibration if quantize == "int8" else None,
-            )
-    return results
+    return _Exported(models, tmp_path_factory.mktemp("tflite"))
 
 
 @pytest.mark.parametrize("mode", list(MODES))
