@@ -18,7 +18,7 @@ split: the first 90% to train, the last 10% to validate):
    LiteRT by the exporter, and sample some text from it.
 
 It writes `summary.json`, the dense and the pruned model and the calibration
-windows (`calibration.npy`) to `--out`. `--quick` trains 300
+windows (`calibration.npy`) to `--out`. `--quick` trains 200
 steps, calibrates on 32 windows and fine-tunes 30 steps.
 
 Run from the repository root:
@@ -57,7 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short run, for tests")
     parser.add_argument("--steps", type=int, default=None,
-                        help="training steps of the dense model (default 2000; quick 300)")
+                        help="training steps of the dense model (default 2000; quick 200)")
     parser.add_argument("--calibration", type=int, default=None,
                         help="calibration windows (default 128; quick 32)")
     parser.add_argument("--sparsity", type=float, default=0.5,
@@ -67,7 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="fine-tuning steps with the masks kept (default 200; quick 30)")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     args = parser.parse_args(argv)
-    for name, full, quick in (("steps", 2000, 300), ("calibration", 128, 32),
+    for name, full, quick in (("steps", 2000, 200), ("calibration", 128, 32),
                               ("finetune_steps", 200, 30)):
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)

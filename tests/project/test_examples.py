@@ -370,10 +370,12 @@ def test_llm_oneshot_quick(tmp_path):
     llm_oneshot.main(["--quick", "--out", out])
     saved = _load_summary(out)
     loss = saved["val_loss"]
-    # Measured with --quick (2026-12-07), validation loss: dense 2.493, one
-    # shot to 50% magnitude 2.551, Wanda 2.542, SparseGPT 2.520, SparseGPT
-    # fine-tuned 30 steps 2.494; on JAX 2.479, 2.550, 2.547, 2.498, 2.483.
-    # A model that predicts each character's frequency scores about 3.3.
+    # Measured with --quick (200 training steps, 2026-12-07), validation
+    # loss: dense 2.555, one shot to 50% magnitude 2.617, Wanda 2.593,
+    # SparseGPT 2.575, SparseGPT fine-tuned 30 steps 2.553; on JAX 2.543,
+    # 2.600, 2.599, 2.558, 2.542 (300 steps gave 2.493 ... 2.494: the margins
+    # below are as wide, the bound on the dense loss 0.15 from it instead of
+    # 0.21). A model that predicts each character's frequency scores about 3.3.
     assert 1.5 < loss["dense"] < 2.7
     for name in ("magnitude", "wanda", "sparsegpt"):
         assert loss["dense"] < loss[name] < loss["dense"] + 0.3, name
