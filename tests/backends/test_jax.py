@@ -21,6 +21,7 @@ import pytest
 
 import tfprune
 from tfprune._masks import core as _mask_math
+from tfprune.export import _backend
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 on_jax = pytest.mark.skipif(keras.backend.backend() != "jax",
@@ -315,11 +316,18 @@ def test_export_from_jax_runs_in_a_tensorflow_process(tmp_path):
     result = tfprune.export.tflite(pruned, str(tmp_path / "m.tflite"), sample_inputs=x[:8])
     assert result.max_abs_error is not None and result.sparse_tensors
     assert result.sparsity == pytest.approx(0.8, abs=0.01)
-    saved = tfprune.export.saved_model(pruned, str(tmp_path / "saved"))
-    assert saved.max_abs_error is not None and os.path.isdir(saved.path)
     # Errors come back as they are raised there; nothing is left behind.
+    child = _backend._child_process.process
     with pytest.raises(ValueError, match="Received: path="):
         tfprune.export.tflite(pruned, str(tmp_path / "m.tflite"))
+    # The same TensorFlow process served both; one that stopped is started
+    # again for the next export.
+    assert _backend._child_process.process is child and child.poll() is None
+    child.kill()
+    child.wait()
+    saved = tfprune.export.saved_model(pruned, str(tmp_path / "saved"))
+    assert saved.max_abs_error is not None and os.path.isdir(saved.path)
+    assert _backend._child_process.process is not child
     with pytest.raises(TypeError, match="Received: representative_data="):
         tfprune.export.tflite(pruned, str(tmp_path / "q.tflite"), quantize="int8",
                               representative_data=lambda: iter([x[:1]]))
