@@ -177,6 +177,10 @@ class Unstructured(Granularity):
         """Tensors of one size without gate blocks are selected together:
         one row each, stacked (`lowest_k_rows`), the same masks as one by
         one."""
+        if (type(self)._mask_for is not Unstructured._mask_for
+                or type(self).group_masks_for is not Granularity.group_masks_for):
+            # A subclass that selects its own way: one group at a time.
+            return super().masks_of_groups(groups, scores, counts, previous_masks)
         alike, masks = {}, {}
         for group, count in zip(groups, counts):
             (sl,) = group.slices

@@ -257,6 +257,13 @@ def test_unstructured_selects_tensors_of_one_size_together_as_one_by_one(rng):
         (t, alone), = granularity.group_masks_for(group, scores, count, previous).items()
         np.testing.assert_array_equal(_np(together[t]), _np(alone), err_msg=f"tensor {t}")
 
+    class KeepsAll(tfprune.granularity.Unstructured):  # selects its own way
+        def _mask_for(self, scores, count, previous_mask, gates):
+            return keras.ops.ones(tuple(scores.shape))
+
+    kept = KeepsAll().masks_of_groups(groups, scores, counts, previous)
+    assert all(np.all(_np(m) == 1.0) for m in kept.values())
+
 
 def test_nan_scores_are_pruned_first():
     scores = np.array([[0.5, np.nan, 0.1, 0.7, np.nan]], "float32")
