@@ -186,14 +186,15 @@ class Unstructured(Granularity):
             (sl,) = group.slices
             size = math.prod(_shape(scores[sl.tensor]))
             if sl.gates == 1 and 0 < size <= SHORT_ROW:
-                alike.setdefault(size, []).append((sl.tensor, count))
+                alike.setdefault(size, []).append((group, count))
             else:
                 masks.update(self.group_masks_for(group, scores, count, previous_masks))
         for size, members in alike.items():
             if len(members) == 1:
-                (t, count), = members
-                masks[t] = self._mask_for(scores[t], count, _prev(previous_masks, t), 1)
+                (group, count), = members
+                masks.update(self.group_masks_for(group, scores, count, previous_masks))
                 continue
+            members = [(group.slices[0].tensor, count) for group, count in members]
             rows = ops.concatenate([ops.reshape(_f32(scores[t]), (1, size)) for t, _ in members])
             prev = None
             if previous_masks is not None and any(previous_masks[t] is not None

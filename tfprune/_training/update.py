@@ -100,7 +100,9 @@ class MaskUpdate:
             self._compute_items = self._item_scores_of
             # Between steps the step and the counts enter as one int64
             # array: one constant to make per call instead of two.
-            self._assign = backend.Stateful(self._assign_packed)
+            packed = backend.Stateful(self._assign_packed)
+            self._assign = lambda counts, host, step: packed(
+                np.concatenate([[step], counts]).astype(np.int64), host)
             self._items = backend.Stateful(self._item_scores)
             self._upcoming = backend.Stateful(self._assign_upcoming)
         else:
@@ -320,11 +322,7 @@ class MaskUpdate:
         """
         host, step_t = self._at(step)
         counts = self._counts(sparsity, final_sparsity, host, step_t)
-        if backend.assigns_in_compiled():
-            zeros, finite = self._assign(np.concatenate([[step_t], counts]).astype(np.int64),
-                                         host)
-        else:
-            zeros, finite = self._assign(self._tensor(counts), host, step_t)
+        zeros, finite = self._assign(self._tensor(counts), host, step_t)
         zeros = np.asarray(ops.convert_to_numpy(zeros)).reshape(-1)
         if len(zeros) and zeros[0] < 0:
             finite = np.asarray(ops.convert_to_numpy(finite)).reshape(-1)
